@@ -1,0 +1,51 @@
+//! # create
+//! <https://hl7.org/fhir/R4/http.html#create>
+//!
+//! `POST [base]/[type]` with a resource body (`application/fhir+json`)
+//!
+//! - 201 with `Location: [base]/[type]/[id]/_history/1`, `ETag: W/"1"`, `Last-Modified`; the body
+//!   per `Prefer: return` (representation by default, minimal, OperationOutcome)
+//! - The server assigns the id; an id in the body is ignored, as the specification says.
+//! - 400 malformed JSON, wrong `resourceType`, invalid content; 404 unsupported type;
+//!   413 body too large; 415 not JSON
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+
+use super::body::FhirBody;
+use super::context::FhirRequest;
+use super::response::{resource_type, validate, written};
+use crate::error::ApiError;
+use crate::fhir::resource::parse_resource;
+use crate::store::resources::{self, WriteError};
+
+pub async fn create(
+    ctx: FhirRequest,
+    path: web::Path<(String, String)>,
+    body: FhirBody,
+) -> Result<HttpResponse, ApiError> {
+    let (_, type_name) = path.into_inner();
+    let rtype = resource_type(&type_name)?;
+    let mut content = parse_resource(&body, rtype)?;
+    content.remove("id");
+    validate(&ctx, rtype, &content)?;
+    let system_id = ctx.system_id;
+    let result = ctx
+        .state
+        .db
+        .run(move |conn| Ok::<_, ApiError>(resources::create(conn, system_id, rtype, content)))
+        .await?;
+    let written_resource = result.map_err(|e| match e {
+        WriteError::Store(store) => ApiError::from(store),
+        // A fresh id cannot be contended or version-checked; reaching here is a server fault.
+        other => ApiError::Internal(other.to_string()),
+    })?;
+    Ok(written(
+        &ctx,
+        StatusCode::CREATED,
+        rtype,
+        &written_resource.id,
+        &written_resource.stored,
+        "Created",
+    ))
+}

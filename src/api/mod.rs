@@ -1,0 +1,182 @@
+//! HTTP API: one module per FHIR interaction, each headed by its spec link, HTTP form and statuses.
+//! Handlers are thin: parse, call the store, shape the response.
+
+pub mod admin;
+pub mod body;
+pub mod capabilities;
+pub mod context;
+pub mod create;
+pub mod delete;
+pub mod health;
+pub mod history;
+pub mod read;
+pub mod response;
+pub mod update;
+pub mod vread;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+
+use crate::error::ApiError;
+use crate::settings::Settings;
+use crate::store::Database;
+use crate::validation::Validator;
+use context::{FhirRequest, RequestId, SystemCache};
+
+/// What every handler shares.
+pub struct AppState {
+    pub db: Database,
+    pub settings: Settings,
+    pub validator: Validator,
+    pub systems: SystemCache,
+}
+
+impl AppState {
+    pub fn new(db: Database, settings: Settings) -> Self {
+        Self {
+            db,
+            settings,
+            validator: Validator::new(),
+            systems: SystemCache::default(),
+        }
+    }
+}
+
+/// The route table.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/health")
+            .route(web::get().to(health::health))
+            .default_service(web::to(not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/admin/systems")
+            .route(web::get().to(admin::list))
+            .default_service(web::to(not_allowed("GET"))),
+    )
+    .service(
+        web::resource("/admin/systems/{slug}")
+            .route(web::get().to(admin::get))
+            .route(web::put().to(admin::put))
+            .default_service(web::to(not_allowed("GET, PUT"))),
+    )
+    .service(
+        web::scope("/fhir/{system}")
+            .service(
+                web::resource("/metadata")
+                    .route(web::get().to(capabilities::metadata))
+                    .default_service(web::to(fhir_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/_history")
+                    .route(web::get().to(history::system_history))
+                    .default_service(web::to(fhir_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/{type}/_history")
+                    .route(web::get().to(history::type_history))
+                    .default_service(web::to(fhir_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/{type}/{id}/_history")
+                    .route(web::get().to(history::instance_history))
+                    .default_service(web::to(fhir_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/{type}/{id}/_history/{vid}")
+                    .route(web::get().to(vread::vread))
+                    .default_service(web::to(fhir_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/{type}/{id}")
+                    .route(web::get().to(read::read))
+                    .route(web::put().to(update::update))
+                    .route(web::delete().to(delete::delete))
+                    .default_service(web::to(fhir_not_allowed("GET, PUT, DELETE"))),
+            )
+            .service(
+                web::resource("/{type}")
+                    .route(web::post().to(create::create))
+                    .default_service(web::to(fhir_not_allowed("POST"))),
+            )
+            .default_service(web::to(fhir_unknown_route)),
+    )
+    .default_service(web::to(unknown_route));
+}
+
+/// 405 for a method a non-FHIR endpoint does not take.
+fn not_allowed(
+    allowed: &'static str,
+) -> impl Fn(HttpRequest) -> std::future::Ready<Result<HttpResponse, ApiError>> + Clone {
+    move |req| {
+        std::future::ready(Err(ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allowed,
+        }))
+    }
+}
+
+/// 405 for a method a FHIR endpoint does not take, after the system (404) and the resource type
+/// (404 naming what is supported) are known to exist.
+fn fhir_not_allowed(
+    allowed: &'static str,
+) -> impl Fn(FhirRequest, HttpRequest) -> std::future::Ready<Result<HttpResponse, ApiError>> + Clone
+{
+    move |_ctx, req| {
+        let unsupported = req
+            .match_info()
+            .get("type")
+            .filter(|name| crate::fhir::ResourceType::parse(name).is_none());
+        std::future::ready(Err(match unsupported {
+            Some(name) => ApiError::unsupported_type(name),
+            None => ApiError::MethodNotAllowed {
+                method: req.method().to_string(),
+                allowed,
+            },
+        }))
+    }
+}
+
+async fn fhir_unknown_route(_ctx: FhirRequest, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::UnknownRoute(req.path().to_owned()))
+}
+
+async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::UnknownRoute(req.path().to_owned()))
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Gives every request an id (a client's `X-Request-Id` when it is short and plain), returns it in
+/// `X-Request-Id`, and logs a server error's internal cause under it.
+pub async fn request_id_middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = next.call(req).await?;
+    if res.status().is_server_error() {
+        if let Some(err) = res.response().error() {
+            log::error!("request {id} failed: {err}");
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID), value);
+    }
+    Ok(res)
+}

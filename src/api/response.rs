@@ -1,0 +1,146 @@
+//! Shared pieces of handler responses: FHIR JSON bodies, version headers, `Prefer: return`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, HttpResponseBuilder};
+
+use super::context::{FhirRequest, ReturnPreference};
+use crate::error::ApiError;
+use crate::fhir::instant::Millis;
+use crate::fhir::outcome::{operation_outcome, Issue};
+use crate::fhir::{ResourceId, ResourceType, VersionId, FHIR_JSON};
+use crate::store::resources::StoredVersion;
+
+/// A response builder with the FHIR JSON content type.
+pub fn fhir(status: StatusCode) -> HttpResponseBuilder {
+    let mut builder = HttpResponse::build(status);
+    builder.insert_header((header::CONTENT_TYPE, FHIR_JSON));
+    builder
+}
+
+/// Adds `ETag` and `Last-Modified` for a version.
+pub fn version_headers(
+    builder: &mut HttpResponseBuilder,
+    version: VersionId,
+    last_updated: Millis,
+) {
+    builder.insert_header((header::ETAG, version.etag()));
+    builder.insert_header((header::LAST_MODIFIED, last_updated.to_http_date()));
+}
+
+/// The response to a create or update: version headers, `Location` when a resource was created,
+/// and the body `Prefer: return` asks for.
+pub fn written(
+    ctx: &FhirRequest,
+    status: StatusCode,
+    rtype: ResourceType,
+    id: &ResourceId,
+    stored: &StoredVersion,
+    message: &str,
+) -> HttpResponse {
+    let mut builder = fhir(status);
+    version_headers(&mut builder, stored.version, stored.last_updated);
+    if status == StatusCode::CREATED {
+        builder.insert_header((
+            header::LOCATION,
+            format!("{}/{rtype}/{id}/_history/{}", ctx.base, stored.version),
+        ));
+    }
+    match ctx.prefer.return_preference {
+        ReturnPreference::Representation => builder.body(stored.content.clone()),
+        ReturnPreference::Minimal => builder.finish(),
+        ReturnPreference::OperationOutcome => builder.body(
+            operation_outcome(&[Issue::information(format!(
+                "{message} {rtype}/{id} version {}",
+                stored.version
+            ))])
+            .to_string(),
+        ),
+    }
+}
+
+/// The resource type named in the URL, or 404 naming what is supported.
+pub fn resource_type(name: &str) -> Result<ResourceType, ApiError> {
+    ResourceType::parse(name).ok_or_else(|| ApiError::unsupported_type(name))
+}
+
+/// The resource id named in the URL, or 400.
+pub fn resource_id(value: &str) -> Result<ResourceId, ApiError> {
+    ResourceId::parse(value).ok_or_else(|| ApiError::InvalidId {
+        value: value.to_owned(),
+        expression: "id".into(),
+    })
+}
+
+/// The version named by an `If-Match` header, if any (400 when it is not an entity tag).
+pub fn if_match(req: &actix_web::HttpRequest) -> Result<Option<VersionId>, ApiError> {
+    let Some(value) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(VersionId::parse_etag)
+        .map(Some)
+        .ok_or_else(|| ApiError::InvalidHeader {
+            name: "If-Match",
+            reason: "expected a version entity tag such as W/\"3\"".into(),
+        })
+}
+
+/// Rejects query parameters the endpoint does not understand, unless `Prefer: handling=lenient`.
+pub fn reject_unknown_params(ctx: &FhirRequest, known: &[&str]) -> Result<(), ApiError> {
+    use super::context::Handling;
+    if ctx.prefer.handling == Handling::Lenient {
+        return Ok(());
+    }
+    match ctx
+        .specific_params()
+        .find(|(name, _)| !known.contains(&name.as_str()))
+    {
+        Some((name, _)) => Err(ApiError::invalid_parameter(
+            name,
+            "this parameter is not supported here",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The answer to a failed write.
+pub fn write_error(
+    err: crate::store::resources::WriteError,
+    rtype: ResourceType,
+    id: &ResourceId,
+) -> ApiError {
+    use crate::store::resources::WriteError;
+    match err {
+        WriteError::Store(store) => ApiError::from(store),
+        WriteError::NotFound => ApiError::not_found(rtype, id.as_str()),
+        WriteError::VersionMismatch { current } => ApiError::PreconditionFailed(match current {
+            Some(v) => format!(
+                "If-Match does not name the current version of {rtype}/{id}, which is {}",
+                v.etag()
+            ),
+            None => format!("If-Match does not name the current version of {rtype}/{id}"),
+        }),
+        WriteError::Contended => ApiError::Conflict(format!(
+            "{rtype}/{id} is being changed by other requests at the same moment; retry"
+        )),
+    }
+}
+
+/// Validates a resource about to be written; errors reject it with 400.
+pub fn validate(
+    ctx: &FhirRequest,
+    rtype: ResourceType,
+    content: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), ApiError> {
+    let findings = ctx.state.validator.validate(rtype, content);
+    if findings.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid {
+            status: StatusCode::BAD_REQUEST,
+            issues: findings.errors,
+        })
+    }
+}

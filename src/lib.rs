@@ -1,0 +1,13 @@
+//! carerecord: a FHIR R4 shared care record server, one FHIR base per local health and care system.
+//!
+//! Layers, dependencies pointing one way: `api` (actix) → `fhir`, `validation` (pure model) →
+//! `store` (diesel). See DESIGN.md.
+
+pub mod api;
+pub mod cli;
+pub mod error;
+pub mod fhir;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod validation;

@@ -1,0 +1,53 @@
+//! Builds the application from settings: the database, the shared state, the HTTP server.
+//! Tests build the very same app through [`app`].
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Logger, NormalizePath, TrailingSlash};
+use actix_web::{web, App, HttpServer};
+
+use crate::api::{self, AppState};
+use crate::settings::Settings;
+use crate::store::{Database, StoreError};
+
+/// Opens and migrates the database and builds the shared state.
+pub fn build_state(settings: Settings) -> Result<web::Data<AppState>, StoreError> {
+    let db = Database::open(&settings.database_url, settings.db_pool_size)?;
+    Ok(web::Data::new(AppState::new(db, settings)))
+}
+
+/// The application: routes, request ids, access log (path only: query strings can carry patient
+/// identifiers), trailing-slash normalisation.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .configure(api::configure)
+        .wrap(from_fn(api::request_id_middleware))
+        .wrap(
+            Logger::new("%{x-request-id}o %a \"%{method}xi %U\" %s %b %Dms")
+                .custom_request_replace("method", |req| req.method().to_string()),
+        )
+        .wrap(NormalizePath::new(TrailingSlash::Trim))
+}
+
+/// Binds the listener and returns the running server (await it to serve).
+pub fn server(state: web::Data<AppState>) -> std::io::Result<Server> {
+    let listen = state.settings.listen.clone();
+    let workers = state.settings.workers;
+    let factory = move || app(state.clone());
+    let mut server = HttpServer::new(factory);
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    Ok(server.bind(listen)?.run())
+}

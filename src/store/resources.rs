@@ -1,0 +1,495 @@
+//! Versioned resource storage: the current-state row in `resources` and one row per version in
+//! `resource_versions` (JSON text, once per version; deletes as tombstones).
+//!
+//! Every write goes through [`write_version`] inside one database transaction; it is the place
+//! where later capabilities (search indexes, audit) add their rows atomically with the version.
+
+use diesel::prelude::*;
+use serde_json::{Map, Value};
+
+use super::schema::{resource_versions, resources};
+use super::{is_unique_violation, write_transaction, DbConnection, StoreError};
+use crate::fhir::instant::Millis;
+use crate::fhir::resource::{same_content, stamp, VersionStamp};
+use crate::fhir::{ResourceId, ResourceType, VersionId};
+
+/// How often a write is retried when a concurrent writer changed the same resource first.
+const CONTENDED_RETRIES: usize = 5;
+
+/// The state of a resource as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadResult {
+    Found(StoredVersion),
+    Deleted {
+        version: VersionId,
+        last_updated: Millis,
+    },
+    NotFound,
+}
+
+/// One stored version with its JSON text (as served).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVersion {
+    pub version: VersionId,
+    pub last_updated: Millis,
+    pub content: String,
+}
+
+/// What a create or update did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    Created,
+    Updated,
+    /// The content equalled the current version: no new version was written.
+    Unchanged,
+}
+
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub id: ResourceId,
+    pub kind: WriteKind,
+    pub stored: StoredVersion,
+}
+
+/// What a delete did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    Deleted {
+        version: VersionId,
+        last_updated: Millis,
+    },
+    /// Already deleted: nothing changed (deleting twice is fine).
+    AlreadyDeleted {
+        version: VersionId,
+    },
+    NotFound,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `If-Match` named a version that is not current.
+    #[error("version mismatch: current is {current:?}")]
+    VersionMismatch { current: Option<VersionId> },
+    /// `If-Match` was given for a resource that does not exist.
+    #[error("resource not found")]
+    NotFound,
+    /// A concurrent writer changed the resource first; the transaction is retried.
+    #[error("concurrent modification")]
+    Contended,
+}
+
+impl From<diesel::result::Error> for WriteError {
+    fn from(err: diesel::result::Error) -> Self {
+        if is_unique_violation(&err) {
+            Self::Contended
+        } else {
+            Self::Store(StoreError::Query(err))
+        }
+    }
+}
+
+/// The current-state row of a resource.
+#[derive(Debug, Clone, Copy, Queryable)]
+struct CurrentRow {
+    pk: i64,
+    version_id: i64,
+    last_updated: i64,
+    deleted: bool,
+}
+
+fn version_id(raw: i64) -> Result<VersionId, StoreError> {
+    VersionId::new(raw).ok_or_else(|| StoreError::Corrupt(format!("version id {raw}")))
+}
+
+fn current_row(
+    conn: &mut DbConnection,
+    system_id: i64,
+    rtype: ResourceType,
+    id: &ResourceId,
+) -> QueryResult<Option<CurrentRow>> {
+    resources::table
+        .filter(resources::system_id.eq(system_id))
+        .filter(resources::resource_type.eq(rtype.as_str()))
+        .filter(resources::id.eq(id.as_str()))
+        .select((
+            resources::pk,
+            resources::version_id,
+            resources::last_updated,
+            resources::deleted,
+        ))
+        .first::<CurrentRow>(conn)
+        .optional()
+}
+
+/// The current-state row with the current version's JSON (`None` when deleted): one indexed join.
+fn current_state(
+    conn: &mut DbConnection,
+    system_id: i64,
+    rtype: ResourceType,
+    id: &ResourceId,
+) -> QueryResult<Option<(CurrentRow, Option<String>)>> {
+    resources::table
+        .inner_join(
+            resource_versions::table.on(resource_versions::resource_pk
+                .eq(resources::pk)
+                .and(resource_versions::system_id.eq(resources::system_id))
+                .and(resource_versions::version_id.eq(resources::version_id))),
+        )
+        .filter(resources::system_id.eq(system_id))
+        .filter(resources::resource_type.eq(rtype.as_str()))
+        .filter(resources::id.eq(id.as_str()))
+        .select((
+            (
+                resources::pk,
+                resources::version_id,
+                resources::last_updated,
+                resources::deleted,
+            ),
+            resource_versions::content,
+        ))
+        .first::<(CurrentRow, Option<String>)>(conn)
+        .optional()
+}
+
+/// The internal key of a resource (deleted or not), for instance history.
+pub fn resource_key(
+    conn: &mut DbConnection,
+    system_id: i64,
+    rtype: ResourceType,
+    id: &ResourceId,
+) -> QueryResult<Option<i64>> {
+    Ok(current_row(conn, system_id, rtype, id)?.map(|row| row.pk))
+}
+
+/// Reads the current version.
+pub fn read_current(
+    conn: &mut DbConnection,
+    system_id: i64,
+    rtype: ResourceType,
+    id: &ResourceId,
+) -> Result<ReadResult, StoreError> {
+    let row = current_state(conn, system_id, rtype, id)?
+        .map(|(row, content)| (row.version_id, row.last_updated, content));
+    to_read_result(row)
+}
+
+/// Reads one version (`vread`).
+pub fn read_version(
+    conn: &mut DbConnection,
+    system_id: i64,
+    rtype: ResourceType,
+    id: &ResourceId,
+    version: VersionId,
+) -> Result<ReadResult, StoreError> {
+    let row = resources::table
+        .inner_join(
+            resource_versions::table.on(resource_versions::resource_pk
+                .eq(resources::pk)
+                .and(resource_versions::system_id.eq(resources::system_id))),
+        )
+        .filter(resources::system_id.eq(system_id))
+        .filter(resources::resource_type.eq(rtype.as_str()))
+        .filter(resources::id.eq(id.as_str()))
+        .filter(resource_versions::version_id.eq(version.get()))
+        .select((
+            resource_versions::version_id,
+            resource_versions::last_updated,
+            resource_versions::content,
+        ))
+        .first::<(i64, i64, Option<String>)>(conn)
+        .optional()?;
+    to_read_result(row)
+}
+
+fn to_read_result(row: Option<(i64, i64, Option<String>)>) -> Result<ReadResult, StoreError> {
+    Ok(match row {
+        None => ReadResult::NotFound,
+        Some((version, last_updated, None)) => ReadResult::Deleted {
+            version: version_id(version)?,
+            last_updated: Millis(last_updated),
+        },
+        Some((version, last_updated, Some(content))) => ReadResult::Found(StoredVersion {
+            version: version_id(version)?,
+            last_updated: Millis(last_updated),
+            content,
+        }),
+    })
+}
+
+/// Creates a resource with a server-assigned id.
+pub fn create(
+    conn: &mut DbConnection,
+    system_id: i64,
+    rtype: ResourceType,
+    content: Map<String, Value>,
+) -> Result<Written, WriteError> {
+    retry_contended(|| {
+        let id = ResourceId::generate();
+        let content = content.clone();
+        write_transaction(conn, |conn| {
+            let now = Millis::now();
+            let stored = write_version(
+                conn,
+                NewVersion {
+                    system_id,
+                    rtype,
+                    id: &id,
+                    previous: None,
+                    last_updated: now,
+                    method: "POST",
+                    content: Some(content),
+                },
+            )?;
+            Ok(Written {
+                id: id.clone(),
+                kind: WriteKind::Created,
+                stored,
+            })
+        })
+    })
+}
+
+/// Updates a resource, or creates it with the client's id when it does not exist (update-as-create).
+/// An update whose content equals the current version writes nothing and answers `Unchanged`.
+pub fn update(
+    conn: &mut DbConnection,
+    system_id: i64,
+    rtype: ResourceType,
+    id: &ResourceId,
+    content: Map<String, Value>,
+    if_match: Option<VersionId>,
+) -> Result<Written, WriteError> {
+    retry_contended(|| {
+        let mut content = content.clone();
+        content.insert("id".into(), Value::String(id.as_str().to_owned()));
+        write_transaction(conn, |conn| {
+            let state = current_state(conn, system_id, rtype, id)?;
+            let current = state.as_ref().map(|(row, _)| *row);
+            check_if_match(current.as_ref(), if_match)?;
+            if let Some((row, Some(existing))) = &state {
+                let existing_json: Map<String, Value> = serde_json::from_str(existing)
+                    .map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))?;
+                if same_content(&existing_json, &content) {
+                    return Ok(Written {
+                        id: id.clone(),
+                        kind: WriteKind::Unchanged,
+                        stored: StoredVersion {
+                            version: version_id(row.version_id)?,
+                            last_updated: Millis(row.last_updated),
+                            content: existing.clone(),
+                        },
+                    });
+                }
+            }
+            let kind = match current {
+                Some(row) if !row.deleted => WriteKind::Updated,
+                _ => WriteKind::Created,
+            };
+            let stored = write_version(
+                conn,
+                NewVersion {
+                    system_id,
+                    rtype,
+                    id,
+                    previous: current,
+                    last_updated: Millis::now(),
+                    method: "PUT",
+                    content: Some(content),
+                },
+            )?;
+            Ok(Written {
+                id: id.clone(),
+                kind,
+                stored,
+            })
+        })
+    })
+}
+
+/// Deletes a resource: a tombstone version; a later read answers 410 Gone.
+pub fn delete(
+    conn: &mut DbConnection,
+    system_id: i64,
+    rtype: ResourceType,
+    id: &ResourceId,
+    if_match: Option<VersionId>,
+) -> Result<Deleted, WriteError> {
+    retry_contended(|| {
+        write_transaction(conn, |conn| {
+            let current = current_row(conn, system_id, rtype, id)?;
+            check_if_match(current.as_ref(), if_match)?;
+            match current {
+                None => Ok(Deleted::NotFound),
+                Some(row) if row.deleted => Ok(Deleted::AlreadyDeleted {
+                    version: version_id(row.version_id)?,
+                }),
+                Some(row) => {
+                    let stored = write_version(
+                        conn,
+                        NewVersion {
+                            system_id,
+                            rtype,
+                            id,
+                            previous: Some(row),
+                            last_updated: Millis::now(),
+                            method: "DELETE",
+                            content: None,
+                        },
+                    )?;
+                    Ok(Deleted::Deleted {
+                        version: stored.version,
+                        last_updated: stored.last_updated,
+                    })
+                }
+            }
+        })
+    })
+}
+
+fn check_if_match(
+    current: Option<&CurrentRow>,
+    if_match: Option<VersionId>,
+) -> Result<(), WriteError> {
+    let Some(expected) = if_match else {
+        return Ok(());
+    };
+    match current {
+        None => Err(WriteError::NotFound),
+        Some(row) if row.version_id != expected.get() => Err(WriteError::VersionMismatch {
+            current: VersionId::new(row.version_id),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+fn retry_contended<T>(mut attempt: impl FnMut() -> Result<T, WriteError>) -> Result<T, WriteError> {
+    let mut tries = 0;
+    loop {
+        match attempt() {
+            Err(WriteError::Contended) if tries < CONTENDED_RETRIES => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+struct NewVersion<'a> {
+    system_id: i64,
+    rtype: ResourceType,
+    id: &'a ResourceId,
+    /// The current-state row, if the resource exists (deleted or not).
+    previous: Option<CurrentRow>,
+    last_updated: Millis,
+    method: &'static str,
+    /// `None` writes a delete tombstone.
+    content: Option<Map<String, Value>>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = resources)]
+struct NewResourceRow<'a> {
+    system_id: i64,
+    resource_type: &'a str,
+    id: &'a str,
+    version_id: i64,
+    last_updated: i64,
+    deleted: bool,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = resource_versions)]
+struct NewVersionRow<'a> {
+    resource_pk: i64,
+    system_id: i64,
+    resource_type: &'a str,
+    id: &'a str,
+    version_id: i64,
+    last_updated: i64,
+    method: &'a str,
+    content: Option<&'a str>,
+}
+
+/// Writes the next version of a resource and moves its current-state row to it. Must run inside a
+/// write transaction. A concurrent writer that got there first surfaces as `Contended`.
+fn write_version(
+    conn: &mut DbConnection,
+    new: NewVersion<'_>,
+) -> Result<StoredVersion, WriteError> {
+    let version = match &new.previous {
+        Some(row) => version_id(row.version_id)?.next(),
+        None => VersionId::FIRST,
+    };
+    // lastUpdated never goes backwards within one resource, whatever the clock does.
+    let last_updated = match &new.previous {
+        Some(row) => new.last_updated.max(Millis(row.last_updated)),
+        None => new.last_updated,
+    };
+    let content = new
+        .content
+        .map(|content| {
+            let stamped = stamp(
+                content,
+                VersionStamp {
+                    resource_type: new.rtype,
+                    id: new.id,
+                    version,
+                    last_updated,
+                },
+            );
+            serde_json::to_string(&stamped)
+        })
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("serialising resource: {e}")))?;
+    let deleted = content.is_none();
+
+    let pk = match &new.previous {
+        Some(row) => {
+            let changed = diesel::update(
+                resources::table
+                    .filter(resources::pk.eq(row.pk))
+                    .filter(resources::version_id.eq(row.version_id)),
+            )
+            .set((
+                resources::version_id.eq(version.get()),
+                resources::last_updated.eq(last_updated.0),
+                resources::deleted.eq(deleted),
+            ))
+            .execute(conn)?;
+            if changed != 1 {
+                return Err(WriteError::Contended);
+            }
+            row.pk
+        }
+        None => diesel::insert_into(resources::table)
+            .values(NewResourceRow {
+                system_id: new.system_id,
+                resource_type: new.rtype.as_str(),
+                id: new.id.as_str(),
+                version_id: version.get(),
+                last_updated: last_updated.0,
+                deleted,
+            })
+            .returning(resources::pk)
+            .get_result::<i64>(conn)?,
+    };
+
+    diesel::insert_into(resource_versions::table)
+        .values(NewVersionRow {
+            resource_pk: pk,
+            system_id: new.system_id,
+            resource_type: new.rtype.as_str(),
+            id: new.id.as_str(),
+            version_id: version.get(),
+            last_updated: last_updated.0,
+            method: new.method,
+            content: content.as_deref(),
+        })
+        .execute(conn)?;
+
+    Ok(StoredVersion {
+        version,
+        last_updated,
+        content: content.unwrap_or_default(),
+    })
+}
