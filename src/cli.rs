@@ -160,7 +160,9 @@ fn serve(settings: Settings) -> Result<(), String> {
             state.settings.listen,
             state.db.backend()
         );
-        crate::startup::server(state)
+        let listener = std::net::TcpListener::bind(&state.settings.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", state.settings.listen))?;
+        crate::startup::server(state, listener)
             .map_err(|e| e.to_string())?
             .await
             .map_err(|e| e.to_string())

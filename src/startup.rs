@@ -1,6 +1,8 @@
 //! Builds the application from settings: the database, the shared state, the HTTP server.
 //! Tests build the very same app through [`app`].
 
+use std::net::TcpListener;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Logger, NormalizePath, TrailingSlash};
@@ -40,14 +42,13 @@ pub fn app(
         .wrap(NormalizePath::new(TrailingSlash::Trim))
 }
 
-/// Binds the listener and returns the running server (await it to serve).
-pub fn server(state: web::Data<AppState>) -> std::io::Result<Server> {
-    let listen = state.settings.listen.clone();
+/// Serves on `listener` (bound by the caller, so tests can use port 0); await the server to run it.
+pub fn server(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<Server> {
     let workers = state.settings.workers;
     let factory = move || app(state.clone());
     let mut server = HttpServer::new(factory);
     if workers > 0 {
         server = server.workers(workers);
     }
-    Ok(server.bind(listen)?.run())
+    Ok(server.listen(listener)?.run())
 }

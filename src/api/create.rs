@@ -27,7 +27,8 @@ pub async fn create(
     let (_, type_name) = path.into_inner();
     let rtype = resource_type(&type_name)?;
     let mut content = parse_resource(&body, rtype)?;
-    content.remove("id");
+    // shift_remove keeps the order of the other elements (remove would swap the last one in).
+    content.shift_remove("id");
     validate(&ctx, rtype, &content)?;
     let system_id = ctx.system_id;
     let result = ctx

@@ -136,8 +136,8 @@ pub fn same_content(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
 /// `meta` without the server-stamped elements; `None` when nothing else is in it.
 fn client_meta(meta: Option<&Value>) -> Option<Map<String, Value>> {
     let mut meta = meta?.as_object()?.clone();
-    meta.remove("versionId");
-    meta.remove("lastUpdated");
+    meta.shift_remove("versionId");
+    meta.shift_remove("lastUpdated");
     (!meta.is_empty()).then_some(meta)
 }
 
