@@ -1,5 +1,6 @@
 //! The REST interactions of the foundation, on SQLite and PostgreSQL: create, read, vread, update,
 //! delete, history, conditional headers, Prefer, idempotent updates and faithful round trips.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 

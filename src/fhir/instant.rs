@@ -61,8 +61,8 @@ mod tests {
     #[test]
     fn formats_round_trip() {
         let t = Millis(1_795_263_330_123);
-        assert_eq!(t.to_instant(), "2026-11-20T10:15:30.123Z");
-        assert_eq!(t.to_http_date(), "Fri, 20 Nov 2026 10:15:30 GMT");
+        assert_eq!(t.to_instant(), "2026-11-21T12:15:30.123Z");
+        assert_eq!(t.to_http_date(), "Sat, 21 Nov 2026 12:15:30 GMT");
         assert_eq!(Millis::parse_fhir(&t.to_instant()), Some(t));
         assert_eq!(
             Millis::parse_http_date(&t.to_http_date()),
@@ -70,7 +70,7 @@ mod tests {
         );
         assert_eq!(
             Millis::parse_fhir("2026-11-20"),
-            Some(Millis(1_795_219_200_000))
+            Some(Millis(1_795_132_800_000))
         );
         assert_eq!(Millis::parse_fhir("yesterday"), None);
     }

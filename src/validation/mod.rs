@@ -58,10 +58,8 @@ fn check_meta(meta: &Value, path: &str, errors: &mut Vec<Issue>) {
         match key.as_str() {
             // Server-owned: whatever the client sent is replaced.
             "versionId" | "lastUpdated" => {}
-            "source" => {
-                if !value.as_str().is_some_and(|s| !s.is_empty()) {
-                    errors.push(invalid("meta.source must be a non-empty uri", element));
-                }
+            "source" if value.as_str().is_none_or(str::is_empty) => {
+                errors.push(invalid("meta.source must be a non-empty uri", element));
             }
             "profile" => each_item(value, &element, errors, |item| {
                 item.as_str()

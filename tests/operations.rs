@@ -1,0 +1,190 @@
+//! Capabilities, health, and the administration of local systems (HTTP and command line).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::process::Command;
+
+use common::TestApp;
+use serde_json::{json, Value};
+
+async fn metadata_describes_exactly_what_is_implemented(app: TestApp) {
+    let reply = app.get("/fhir/default/metadata").await;
+    assert_eq!(reply.status, 200);
+    let cs = reply.json();
+    assert_eq!(cs["resourceType"], "CapabilityStatement");
+    assert_eq!(cs["status"], "active");
+    assert_eq!(cs["kind"], "instance");
+    assert_eq!(cs["fhirVersion"], "4.0.1");
+    assert!(cs["date"].as_str().is_some());
+    assert_eq!(cs["implementation"]["url"], app.base("default"));
+    assert!(cs["format"].as_array().unwrap().contains(&json!("json")));
+    let resources = cs["rest"][0]["resource"].as_array().unwrap();
+    let types: Vec<&str> = resources
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "Patient",
+            "Encounter",
+            "ServiceRequest",
+            "Organization",
+            "Practitioner",
+            "PractitionerRole",
+            "Location"
+        ]
+    );
+    let interactions: Vec<&str> = resources[0]["interaction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        interactions,
+        [
+            "read",
+            "vread",
+            "update",
+            "delete",
+            "history-instance",
+            "history-type",
+            "create"
+        ]
+    );
+    assert_eq!(
+        cs["rest"][0]["interaction"],
+        json!([{"code": "history-system"}])
+    );
+    // Strict R4 shape: every element is one the CapabilityStatement definition has.
+    let known = [
+        "resourceType",
+        "status",
+        "date",
+        "publisher",
+        "kind",
+        "software",
+        "implementation",
+        "fhirVersion",
+        "format",
+        "rest",
+    ];
+    for key in cs.as_object().unwrap().keys() {
+        assert!(known.contains(&key.as_str()), "unexpected element {key}");
+    }
+    app.add_system("north").await;
+    let north = app.get("/fhir/north/metadata").await.json();
+    assert_eq!(north["implementation"]["url"], app.base("north"));
+}
+
+async fn health_checks_the_database(app: TestApp) {
+    let reply = app.get("/health").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["status"], "pass");
+    assert!(reply.header("x-request-id").is_some());
+    let traced = app
+        .send("GET", "/health", &[("x-request-id", "trace-123")], None)
+        .await;
+    assert_eq!(traced.header("x-request-id").as_deref(), Some("trace-123"));
+}
+
+async fn admin_api_manages_local_systems(app: TestApp) {
+    let default = app.get("/admin/systems/default").await;
+    assert_eq!(default.status, 200);
+    assert_eq!(default.json()["fhirBase"], "/fhir/default");
+
+    let created = app
+        .send_json(
+            "PUT",
+            "/admin/systems/east-ics",
+            &[],
+            &json!({"name": "East ICS"}),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.json()["name"], "East ICS");
+    let renamed = app
+        .send_json(
+            "PUT",
+            "/admin/systems/east-ics",
+            &[],
+            &json!({"name": "East of England ICS"}),
+        )
+        .await;
+    assert_eq!(renamed.status, 200);
+    let list: Value = app.get("/admin/systems").await.json();
+    let slugs: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["default", "east-ics"]);
+    assert_eq!(app.get("/fhir/east-ics/metadata").await.status, 200);
+
+    app.get("/admin/systems/missing")
+        .await
+        .assert_outcome(404, "not-found");
+    app.send_json("PUT", "/admin/systems/Bad_Slug", &[], &json!({"name": "x"}))
+        .await
+        .assert_outcome(400, "invalid");
+    app.send_json("PUT", "/admin/systems/ok", &[], &json!({"name": ""}))
+        .await
+        .assert_outcome(400, "invalid");
+    app.send_json(
+        "PUT",
+        "/admin/systems/ok",
+        &[],
+        &json!({"name": "x", "extra": 1}),
+    )
+    .await
+    .assert_outcome(400, "invalid");
+    app.send(
+        "PUT",
+        "/admin/systems/ok",
+        &[("content-type", "application/json")],
+        Some(b"{"),
+    )
+    .await
+    .assert_outcome(400, "structure");
+}
+
+/// The `system add`/`system list`/`migrate` commands work on the same database the server uses.
+async fn command_line_manages_local_systems(app: TestApp) {
+    let binary = env!("CARGO_BIN_EXE_carerecord");
+    let run = |args: &[&str]| {
+        Command::new(binary)
+            .args(args)
+            .env("CARERECORD_DATABASE_URL", &app.database_url)
+            .output()
+            .unwrap()
+    };
+    let added = run(&["system", "add", "west", "--name", "West ICS"]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let again = run(&["system", "add", "west", "--name", "West ICS"]);
+    assert!(!again.status.success());
+    let bad = run(&["system", "add", "No Good", "--name", "x"]);
+    assert!(!bad.status.success());
+    let listed = run(&["system", "list"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("default\t") && text.contains("west\tWest ICS"),
+        "{text}"
+    );
+    assert!(run(&["migrate"]).status.success());
+    // The running server sees the new system at once.
+    assert_eq!(app.get("/fhir/west/metadata").await.status, 200);
+}
+
+on_both_backends!(
+    metadata_describes_exactly_what_is_implemented,
+    health_checks_the_database,
+    admin_api_manages_local_systems,
+    command_line_manages_local_systems,
+);
