@@ -386,8 +386,21 @@ async fn history_pages_with_count_and_filters_with_since(app: TestApp) {
     assert_eq!(lenient.status, 200);
 }
 
+/// The resource without `meta.versionId`/`meta.lastUpdated` (and without `meta` if that empties it).
+fn without_server_meta(mut resource: Value) -> Value {
+    let object = resource.as_object_mut().unwrap();
+    if let Some(meta) = object.get_mut("meta").and_then(Value::as_object_mut) {
+        meta.shift_remove("versionId");
+        meta.shift_remove("lastUpdated");
+        if meta.is_empty() {
+            object.shift_remove("meta");
+        }
+    }
+    resource
+}
+
 /// Stored = sent + id + meta: nothing dropped, re-typed or reordered.
-async fn uk_core_examples_round_trip_unchanged(app: TestApp) {
+async fn examples_round_trip_unchanged(app: TestApp) {
     for name in [
         "UKCore-Patient-RichardSmith-Example",
         "UKCore-Encounter-InpatientEncounter-Example",
@@ -395,21 +408,27 @@ async fn uk_core_examples_round_trip_unchanged(app: TestApp) {
         "UKCore-ServiceRequest-CTChestScan-Example",
         "UKCore-ServiceRequest-ECG-Example",
         "UKCore-ServiceRequest-HipReplacement-Example",
-    ] {
-        let original = fixture(&format!("tests/fixtures/ukcore/{name}.json"));
+    ]
+    .map(|name| format!("ukcore/{name}"))
+    .into_iter()
+    .chain([
+        "r4/patient-example-ra4".to_owned(),
+        "r4/json-good".to_owned(),
+    ]) {
+        let original = fixture(&format!("tests/fixtures/{name}.json"));
         let rtype = original["resourceType"].as_str().unwrap();
         let id = original["id"].as_str().unwrap();
         let path = format!("/fhir/default/{rtype}/{id}");
         assert_eq!(app.put(&path, &original).await.status, 201, "{name}");
         let read = app.get(&path).await;
         let text = String::from_utf8(read.body.clone()).unwrap();
-        let mut stored: Value = serde_json::from_str(&text).unwrap();
-        let meta = stored["meta"].as_object_mut().unwrap();
-        assert_eq!(meta.shift_remove("versionId"), Some(json!("1")));
-        assert!(meta.shift_remove("lastUpdated").is_some());
-        if meta.is_empty() {
-            stored.as_object_mut().unwrap().shift_remove("meta");
-        }
+        let stored: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(stored["meta"]["versionId"], "1");
+        assert_ne!(
+            stored["meta"]["lastUpdated"],
+            original["meta"]["lastUpdated"]
+        );
+        let (stored, original) = (without_server_meta(stored), without_server_meta(original));
         assert_eq!(stored, original, "{name} changed in storage");
         // Element order is the client's (after resourceType, id, meta).
         let order = |v: &Value| -> Vec<String> {
@@ -424,7 +443,50 @@ async fn uk_core_examples_round_trip_unchanged(app: TestApp) {
     }
 }
 
+/// Writers racing on one resource all succeed and leave consecutive versions, none lost.
+async fn concurrent_updates_make_consecutive_versions(app: TestApp) {
+    let writers = 12;
+    let replies = futures_util::future::join_all((0..writers).map(|i| {
+        let body = json!({"resourceType": "Patient", "id": "raced", "birthDate": format!("19{:02}-01-01", 10 + i)});
+        let app = &app;
+        async move { app.put("/fhir/default/Patient/raced", &body).await }
+    }))
+    .await;
+    let mut created = 0;
+    for reply in &replies {
+        match reply.status.as_u16() {
+            201 => created += 1,
+            200 => {}
+            other => panic!(
+                "unexpected {other}: {}",
+                String::from_utf8_lossy(&reply.body)
+            ),
+        }
+    }
+    assert_eq!(created, 1, "exactly one writer creates the resource");
+    let history = app
+        .get("/fhir/default/Patient/raced/_history?_count=100")
+        .await
+        .json();
+    assert_eq!(history["total"], writers);
+    let mut versions: Vec<u64> = history["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["resource"]["meta"]["versionId"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    versions.reverse();
+    assert_eq!(versions, (1..=writers).collect::<Vec<u64>>());
+}
+
 on_both_backends!(
+    concurrent_updates_make_consecutive_versions,
     create_answers_201_with_location_etag_and_server_id,
     every_supported_type_can_be_created_and_read,
     update_creates_versions_and_vread_reads_each,
@@ -436,5 +498,5 @@ on_both_backends!(
     prefer_return_shapes_write_responses,
     history_lists_versions_newest_first_at_every_level,
     history_pages_with_count_and_filters_with_since,
-    uk_core_examples_round_trip_unchanged,
+    examples_round_trip_unchanged,
 );

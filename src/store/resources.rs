@@ -123,6 +123,27 @@ fn current_row(
         .optional()
 }
 
+/// Serialises writers of one resource. SQLite already holds the database write lock (`BEGIN
+/// IMMEDIATE`); PostgreSQL locks the current-state row until the transaction ends. A resource that
+/// does not exist yet has no row to lock: racing creators meet at the unique key and retry.
+fn lock_for_write(
+    conn: &mut DbConnection,
+    system_id: i64,
+    rtype: ResourceType,
+    id: &ResourceId,
+) -> QueryResult<()> {
+    if let DbConnection::Pg(pg) = conn {
+        resources::table
+            .filter(resources::system_id.eq(system_id))
+            .filter(resources::resource_type.eq(rtype.as_str()))
+            .filter(resources::id.eq(id.as_str()))
+            .select(resources::pk)
+            .for_update()
+            .load::<i64>(pg)?;
+    }
+    Ok(())
+}
+
 /// The current-state row with the current version's JSON (`None` when deleted): one indexed join.
 fn current_state(
     conn: &mut DbConnection,
@@ -265,6 +286,7 @@ pub fn update(
         let mut content = content.clone();
         content.insert("id".into(), Value::String(id.as_str().to_owned()));
         write_transaction(conn, |conn| {
+            lock_for_write(conn, system_id, rtype, id)?;
             let state = current_state(conn, system_id, rtype, id)?;
             let current = state.as_ref().map(|(row, _)| *row);
             check_if_match(current.as_ref(), if_match)?;
@@ -318,6 +340,7 @@ pub fn delete(
 ) -> Result<Deleted, WriteError> {
     retry_contended(|| {
         write_transaction(conn, |conn| {
+            lock_for_write(conn, system_id, rtype, id)?;
             let current = current_row(conn, system_id, rtype, id)?;
             check_if_match(current.as_ref(), if_match)?;
             match current {
