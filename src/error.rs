@@ -9,11 +9,13 @@
 //! | `Gone` | 410 | deleted | RESOURCE_NOT_FOUND |
 //! | `InvalidId` | 400 | value | INVALID_RESOURCE_ID |
 //! | `InvalidBody` | 400 | structure / invalid | INVALID_RESOURCE |
-//! | `Invalid` | 400 or 422 (given) | per issue | per issue |
+//! | `Invalid` | 400 (structure) or 422 (rules) | per issue | INVALID_RESOURCE, INVALID_NHS_NUMBER, ... |
 //! | `InvalidParameter` | 400 | invalid | INVALID_PARAMETER |
 //! | `InvalidHeader` | 400 | invalid | INVALID_PARAMETER |
 //! | `PreconditionFailed` | 412 | conflict | PRECONDITION_FAILED |
 //! | `Conflict` | 409 | conflict | RESOURCE_VERSION_MISMATCH |
+//! | `DuplicateNhsNumber` | 409 | duplicate | DUPLICATE_REJECTED |
+//! | `ReferenceNotFound` | 422 | not-found | REFERENCE_NOT_FOUND |
 //! | `MethodNotAllowed` | 405 | not-supported | — |
 //! | `NotAcceptable` | 406 | not-supported | — |
 //! | `UnsupportedMediaType` | 415 | not-supported | — |
@@ -63,6 +65,16 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("NHS number {nhs_number} already belongs to {existing} in this local system")]
+    DuplicateNhsNumber {
+        nhs_number: String,
+        existing: String,
+    },
+    #[error("{reference} does not exist in this local system")]
+    ReferenceNotFound {
+        reference: String,
+        expression: String,
+    },
     #[error("method {method} is not allowed here; allowed: {allowed}")]
     MethodNotAllowed {
         method: String,
@@ -148,6 +160,14 @@ impl ApiError {
                     .with_details(SpineCode::PreconditionFailed),
                 Self::Conflict(_) => Issue::error(IssueType::Conflict, message)
                     .with_details(SpineCode::ResourceVersionMismatch),
+                Self::DuplicateNhsNumber { .. } => Issue::error(IssueType::Duplicate, message)
+                    .with_details(SpineCode::DuplicateRejected)
+                    .at("Patient.identifier"),
+                Self::ReferenceNotFound { expression, .. } => {
+                    Issue::error(IssueType::NotFound, message)
+                        .with_details(SpineCode::ReferenceNotFound)
+                        .at(expression.clone())
+                }
                 Self::MethodNotAllowed { .. }
                 | Self::NotAcceptable
                 | Self::UnsupportedMediaType(_) => Issue::error(IssueType::NotSupported, message),
@@ -195,7 +215,8 @@ impl ResponseError for ApiError {
             | Self::InvalidHeader { .. } => StatusCode::BAD_REQUEST,
             Self::Invalid { status, .. } => *status,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::DuplicateNhsNumber { .. } => StatusCode::CONFLICT,
+            Self::ReferenceNotFound { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

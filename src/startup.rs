@@ -9,13 +9,24 @@ use actix_web::middleware::{from_fn, Logger, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
 
 use crate::api::{self, AppState};
+use crate::fhir::definitions::DefinitionError;
 use crate::settings::Settings;
 use crate::store::{Database, StoreError};
+use crate::validation::Validator;
 
-/// Opens and migrates the database and builds the shared state.
-pub fn build_state(settings: Settings) -> Result<web::Data<AppState>, StoreError> {
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Definitions(#[from] DefinitionError),
+}
+
+/// Loads the FHIR definitions, opens and migrates the database, and builds the shared state.
+pub fn build_state(settings: Settings) -> Result<web::Data<AppState>, StartupError> {
+    let validator = Validator::new()?;
     let db = Database::open(&settings.database_url, settings.db_pool_size)?;
-    Ok(web::Data::new(AppState::new(db, settings)))
+    Ok(web::Data::new(AppState::new(db, settings, validator)))
 }
 
 /// The application: routes, request ids, access log (path only: query strings can carry patient

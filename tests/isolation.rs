@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::TestApp;
+use common::{minimal, TestApp};
 use serde_json::json;
 
 async fn resources_are_invisible_across_local_systems(app: TestApp) {
@@ -17,12 +17,7 @@ async fn resources_are_invisible_across_local_systems(app: TestApp) {
         app.put("/fhir/a/Patient/shared-id", &body).await.status,
         201
     );
-    let created = app
-        .create(
-            "a",
-            &json!({"resourceType": "Encounter", "status": "planned"}),
-        )
-        .await;
+    let created = app.create("a", &minimal("Encounter", None)).await;
 
     for path in [
         format!("/fhir/b/Encounter/{created}"),

@@ -14,10 +14,10 @@ use actix_web::{web, HttpResponse};
 
 use super::body::FhirBody;
 use super::context::FhirRequest;
-use super::response::{resource_type, validate, written};
+use super::response::{resource_type, validate, write_error, written};
 use crate::error::ApiError;
 use crate::fhir::resource::parse_resource;
-use crate::store::resources::{self, WriteError};
+use crate::store::resources;
 
 pub async fn create(
     ctx: FhirRequest,
@@ -29,18 +29,16 @@ pub async fn create(
     let mut content = parse_resource(&body, rtype)?;
     // shift_remove keeps the order of the other elements (remove would swap the last one in).
     content.shift_remove("id");
-    validate(&ctx, rtype, &content)?;
+    let derived = validate(&ctx, rtype, &mut content)?;
     let system_id = ctx.system_id;
     let result = ctx
         .state
         .db
-        .run(move |conn| Ok::<_, ApiError>(resources::create(conn, system_id, rtype, content)))
+        .run(move |conn| {
+            Ok::<_, ApiError>(resources::create(conn, system_id, rtype, content, &derived))
+        })
         .await?;
-    let written_resource = result.map_err(|e| match e {
-        WriteError::Store(store) => ApiError::from(store),
-        // A fresh id cannot be contended or version-checked; reaching here is a server fault.
-        other => ApiError::Internal(other.to_string()),
-    })?;
+    let written_resource = result.map_err(|e| write_error(e, rtype, None))?;
     Ok(written(
         &ctx,
         StatusCode::CREATED,

@@ -42,7 +42,7 @@ pub async fn delete(
             ))
         })
         .await?;
-    let (version, message) = match result.map_err(|e| write_error(e, rtype, &id))? {
+    let (version, message) = match result.map_err(|e| write_error(e, rtype, Some(&id)))? {
         Deleted::NotFound => return Err(ApiError::not_found(rtype, id.as_str())),
         Deleted::Deleted { version, .. } => (version, format!("Deleted {rtype}/{id}")),
         Deleted::AlreadyDeleted { version } => {

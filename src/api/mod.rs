@@ -35,11 +35,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(db: Database, settings: Settings) -> Self {
+    pub fn new(db: Database, settings: Settings, validator: Validator) -> Self {
         Self {
             db,
             settings,
-            validator: Validator::new(),
+            validator,
             systems: SystemCache::default(),
         }
     }

@@ -8,7 +8,8 @@ use crate::error::ApiError;
 use crate::fhir::instant::Millis;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::{ResourceId, ResourceType, VersionId, FHIR_JSON};
-use crate::store::resources::StoredVersion;
+use crate::store::resources::{Derived, ReferenceCheck, StoredVersion};
+use crate::validation::{Findings, Options};
 
 /// A response builder with the FHIR JSON content type.
 pub fn fhir(status: StatusCode) -> HttpResponseBuilder {
@@ -109,12 +110,13 @@ pub fn reject_unknown_params(ctx: &FhirRequest, known: &[&str]) -> Result<(), Ap
 pub fn write_error(
     err: crate::store::resources::WriteError,
     rtype: ResourceType,
-    id: &ResourceId,
+    id: Option<&ResourceId>,
 ) -> ApiError {
     use crate::store::resources::WriteError;
+    let id = id.map(ResourceId::as_str).unwrap_or("(new)");
     match err {
         WriteError::Store(store) => ApiError::from(store),
-        WriteError::NotFound => ApiError::not_found(rtype, id.as_str()),
+        WriteError::NotFound => ApiError::not_found(rtype, id),
         WriteError::VersionMismatch { current } => ApiError::PreconditionFailed(match current {
             Some(v) => format!(
                 "If-Match does not name the current version of {rtype}/{id}, which is {}",
@@ -125,22 +127,64 @@ pub fn write_error(
         WriteError::Contended => ApiError::Conflict(format!(
             "{rtype}/{id} is being changed by other requests at the same moment; retry"
         )),
+        WriteError::DuplicateNhsNumber {
+            nhs_number,
+            existing,
+        } => ApiError::DuplicateNhsNumber {
+            nhs_number,
+            existing: format!("Patient/{existing}"),
+        },
+        WriteError::ReferenceNotFound {
+            reference,
+            expression,
+        } => ApiError::ReferenceNotFound {
+            reference,
+            expression,
+        },
     }
 }
 
-/// Validates a resource about to be written; errors reject it with 400.
+/// Normalises and validates a resource about to be written. Errors reject it (400 for structure,
+/// 422 for rules); otherwise the facts the write must check in its transaction are returned.
 pub fn validate(
     ctx: &FhirRequest,
     rtype: ResourceType,
-    content: &serde_json::Map<String, serde_json::Value>,
-) -> Result<(), ApiError> {
-    let findings = ctx.state.validator.validate(rtype, content);
-    if findings.errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::Invalid {
-            status: StatusCode::BAD_REQUEST,
-            issues: findings.errors,
-        })
+    content: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<Derived, ApiError> {
+    use super::context::Handling;
+    let validator = &ctx.state.validator;
+    validator.normalise(content);
+    let lenient = ctx.prefer.handling == Handling::Lenient;
+    let options = Options {
+        lenient,
+        ..Options::default()
+    };
+    let findings = validator.validate(rtype, content, &options);
+    if !findings.is_valid() {
+        let status = StatusCode::from_u16(findings.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut issues = findings.errors;
+        issues.extend(findings.warnings);
+        return Err(ApiError::Invalid { status, issues });
+    }
+    Ok(derived(findings, lenient))
+}
+
+/// The write-time facts of valid findings; references are not enforced under lenient handling.
+pub fn derived(findings: Findings, lenient: bool) -> Derived {
+    Derived {
+        nhs_number: findings.nhs_number.map(|n| n.to_string()),
+        references: if lenient {
+            Vec::new()
+        } else {
+            findings
+                .references
+                .into_iter()
+                .map(|r| ReferenceCheck {
+                    resource_type: r.resource_type,
+                    id: r.id,
+                    expression: r.expression,
+                })
+                .collect()
+        },
     }
 }

@@ -33,7 +33,7 @@ pub async fn update(
     let rtype = resource_type(&type_name)?;
     let id = resource_id(&raw_id)?;
     let expected_version = if_match(&req)?;
-    let content = parse_resource(&body, rtype)?;
+    let mut content = parse_resource(&body, rtype)?;
     match content.get("id") {
         None => {
             return Err(ApiError::IdMismatch(format!(
@@ -47,7 +47,7 @@ pub async fn update(
             )))
         }
     }
-    validate(&ctx, rtype, &content)?;
+    let derived = validate(&ctx, rtype, &mut content)?;
     let system_id = ctx.system_id;
     let target = id.clone();
     let result = ctx
@@ -61,10 +61,11 @@ pub async fn update(
                 &target,
                 content,
                 expected_version,
+                &derived,
             ))
         })
         .await?;
-    let outcome = result.map_err(|e| write_error(e, rtype, &id))?;
+    let outcome = result.map_err(|e| write_error(e, rtype, Some(&id)))?;
     let (status, message) = match outcome.kind {
         WriteKind::Created => (StatusCode::CREATED, "Created"),
         WriteKind::Updated => (StatusCode::OK, "Updated"),

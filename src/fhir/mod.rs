@@ -2,6 +2,7 @@
 //! OperationOutcomes. Knows nothing of actix or diesel.
 
 pub mod bundle;
+pub mod definitions;
 pub mod ids;
 pub mod instant;
 pub mod outcome;

@@ -33,6 +33,7 @@ pub enum IssueType {
     Required,
     Value,
     Invariant,
+    CodeInvalid,
     Security,
     Login,
     Forbidden,
@@ -58,6 +59,7 @@ impl IssueType {
             Self::Required => "required",
             Self::Value => "value",
             Self::Invariant => "invariant",
+            Self::CodeInvalid => "code-invalid",
             Self::Security => "security",
             Self::Login => "login",
             Self::Forbidden => "forbidden",
@@ -81,6 +83,7 @@ impl IssueType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpineCode {
     AccessDenied,
+    DuplicateRejected,
     InvalidNhsNumber,
     InvalidParameter,
     InvalidResource,
@@ -96,6 +99,7 @@ impl SpineCode {
     pub fn code(self) -> &'static str {
         match self {
             Self::AccessDenied => "ACCESS_DENIED",
+            Self::DuplicateRejected => "DUPLICATE_REJECTED",
             Self::InvalidNhsNumber => "INVALID_NHS_NUMBER",
             Self::InvalidParameter => "INVALID_PARAMETER",
             Self::InvalidResource => "INVALID_RESOURCE",
@@ -111,6 +115,7 @@ impl SpineCode {
     pub fn display(self) -> &'static str {
         match self {
             Self::AccessDenied => "Access has been denied to process this request",
+            Self::DuplicateRejected => "Create would lead to creation of a duplicate resource",
             Self::InvalidNhsNumber => "Invalid NHS number",
             Self::InvalidParameter => "Invalid parameter",
             Self::InvalidResource => "Invalid resource",

@@ -7,7 +7,7 @@
 use diesel::prelude::*;
 use serde_json::{Map, Value};
 
-use super::schema::{resource_versions, resources};
+use super::schema::{patient_nhs_numbers, resource_versions, resources};
 use super::{is_unique_violation, write_transaction, DbConnection, StoreError};
 use crate::fhir::instant::Millis;
 use crate::fhir::resource::{same_content, stamp, VersionStamp};
@@ -65,6 +65,25 @@ pub enum Deleted {
     NotFound,
 }
 
+/// Facts derived from a resource (by validation) that its write must check or record in the same
+/// transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Derived {
+    /// A Patient's NHS number: unique per local system.
+    pub nhs_number: Option<String>,
+    /// Relative references to stored resource types: each must exist (and not be deleted) in the
+    /// same local system.
+    pub references: Vec<ReferenceCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceCheck {
+    pub resource_type: ResourceType,
+    pub id: ResourceId,
+    /// Where the reference is, for the error.
+    pub expression: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error(transparent)]
@@ -78,6 +97,18 @@ pub enum WriteError {
     /// A concurrent writer changed the resource first; the transaction is retried.
     #[error("concurrent modification")]
     Contended,
+    /// Another Patient in this local system has the NHS number.
+    #[error("NHS number {nhs_number} belongs to Patient/{existing}")]
+    DuplicateNhsNumber {
+        nhs_number: String,
+        existing: String,
+    },
+    /// A reference names a resource that does not exist in this local system.
+    #[error("{reference} not found")]
+    ReferenceNotFound {
+        reference: String,
+        expression: String,
+    },
 }
 
 impl From<diesel::result::Error> for WriteError {
@@ -245,11 +276,13 @@ pub fn create(
     system_id: i64,
     rtype: ResourceType,
     content: Map<String, Value>,
+    derived: &Derived,
 ) -> Result<Written, WriteError> {
     retry_contended(|| {
         let id = ResourceId::generate();
         let content = content.clone();
         write_transaction(conn, |conn| {
+            check_references(conn, system_id, rtype, &id, &derived.references)?;
             let now = Millis::now();
             let stored = write_version(
                 conn,
@@ -261,6 +294,7 @@ pub fn create(
                     last_updated: now,
                     method: "POST",
                     content: Some(content),
+                    nhs_number: derived.nhs_number.as_deref(),
                 },
             )?;
             Ok(Written {
@@ -281,6 +315,7 @@ pub fn update(
     id: &ResourceId,
     content: Map<String, Value>,
     if_match: Option<VersionId>,
+    derived: &Derived,
 ) -> Result<Written, WriteError> {
     retry_contended(|| {
         let mut content = content.clone();
@@ -305,6 +340,7 @@ pub fn update(
                     });
                 }
             }
+            check_references(conn, system_id, rtype, id, &derived.references)?;
             let kind = match current {
                 Some(row) if !row.deleted => WriteKind::Updated,
                 _ => WriteKind::Created,
@@ -319,6 +355,7 @@ pub fn update(
                     last_updated: Millis::now(),
                     method: "PUT",
                     content: Some(content),
+                    nhs_number: derived.nhs_number.as_deref(),
                 },
             )?;
             Ok(Written {
@@ -359,6 +396,7 @@ pub fn delete(
                             last_updated: Millis::now(),
                             method: "DELETE",
                             content: None,
+                            nhs_number: None,
                         },
                     )?;
                     Ok(Deleted::Deleted {
@@ -407,6 +445,8 @@ struct NewVersion<'a> {
     method: &'static str,
     /// `None` writes a delete tombstone.
     content: Option<Map<String, Value>>,
+    /// A Patient's NHS number (released on delete or when it is removed).
+    nhs_number: Option<&'a str>,
 }
 
 #[derive(Insertable)]
@@ -510,9 +550,93 @@ fn write_version(
         })
         .execute(conn)?;
 
+    if new.rtype == ResourceType::Patient {
+        record_nhs_number(conn, new.system_id, pk, new.nhs_number)?;
+    }
+
     Ok(StoredVersion {
         version,
         last_updated,
         content: content.unwrap_or_default(),
     })
+}
+
+/// Keeps `patient_nhs_numbers` in step with the Patient's current version. The primary key on
+/// (system, NHS number) is what makes two Patients with one NHS number impossible, even for
+/// concurrent writers: the loser of a race retries and then finds the winner here.
+fn record_nhs_number(
+    conn: &mut DbConnection,
+    system_id: i64,
+    pk: i64,
+    nhs_number: Option<&str>,
+) -> Result<(), WriteError> {
+    diesel::delete(
+        patient_nhs_numbers::table
+            .filter(patient_nhs_numbers::system_id.eq(system_id))
+            .filter(patient_nhs_numbers::resource_pk.eq(pk)),
+    )
+    .execute(conn)?;
+    let Some(nhs_number) = nhs_number else {
+        return Ok(());
+    };
+    let holder = patient_nhs_numbers::table
+        .inner_join(resources::table.on(resources::pk.eq(patient_nhs_numbers::resource_pk)))
+        .filter(patient_nhs_numbers::system_id.eq(system_id))
+        .filter(patient_nhs_numbers::nhs_number.eq(nhs_number))
+        .select(resources::id)
+        .first::<String>(conn)
+        .optional()?;
+    if let Some(existing) = holder {
+        return Err(WriteError::DuplicateNhsNumber {
+            nhs_number: nhs_number.to_owned(),
+            existing,
+        });
+    }
+    diesel::insert_into(patient_nhs_numbers::table)
+        .values((
+            patient_nhs_numbers::system_id.eq(system_id),
+            patient_nhs_numbers::nhs_number.eq(nhs_number),
+            patient_nhs_numbers::resource_pk.eq(pk),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Every referenced resource must exist, undeleted, in the same local system. A resource may
+/// refer to itself.
+fn check_references(
+    conn: &mut DbConnection,
+    system_id: i64,
+    rtype: ResourceType,
+    id: &ResourceId,
+    references: &[ReferenceCheck],
+) -> Result<(), WriteError> {
+    for target_type in ResourceType::ALL {
+        let wanted: Vec<&ReferenceCheck> = references
+            .iter()
+            .filter(|r| r.resource_type == target_type)
+            .filter(|r| !(r.resource_type == rtype && r.id == *id))
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let ids: Vec<&str> = wanted.iter().map(|r| r.id.as_str()).collect();
+        let found: Vec<String> = resources::table
+            .filter(resources::system_id.eq(system_id))
+            .filter(resources::resource_type.eq(target_type.as_str()))
+            .filter(resources::id.eq_any(&ids))
+            .filter(resources::deleted.eq(false))
+            .select(resources::id)
+            .load(conn)?;
+        if let Some(missing) = wanted
+            .iter()
+            .find(|r| !found.iter().any(|f| f == r.id.as_str()))
+        {
+            return Err(WriteError::ReferenceNotFound {
+                reference: format!("{}/{}", missing.resource_type, missing.id),
+                expression: missing.expression.clone(),
+            });
+        }
+    }
+    Ok(())
 }

@@ -36,3 +36,13 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(local_systems, resources, resource_versions);
+
+diesel::table! {
+    patient_nhs_numbers (system_id, nhs_number) {
+        system_id -> BigInt,
+        nhs_number -> Text,
+        resource_pk -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(patient_nhs_numbers, resources);

@@ -1,102 +1,204 @@
-//! Write-time validation, run on every create and update before anything is stored.
+//! Write-time validation, run on every create and update (and by `$validate`), driven by the
+//! StructureDefinitions in `schema/` (R4 base) and `fhir-profiles/` (UK Core, project profiles):
 //!
-//! The foundation checks the elements the server itself relies on (`id`, `meta`); the
-//! StructureDefinition-driven R4 and UK Core validation builds on [`Validator::validate`].
+//! - structure: unknown elements, JSON kinds, arrays, primitive formats (the regexes of the R4
+//!   primitive types), choice types, primitive extensions (`_birthDate`), contained resources,
+//!   empty objects/arrays/strings;
+//! - rules: cardinality, required bindings over the shipped value sets, fixed and pattern values,
+//!   slicing by value and by extension URL, the invariants ext-1, dom-2..dom-6, per-1 and narrative
+//!   safety (txt-1/txt-2);
+//! - UK Core: Patient, Encounter and ServiceRequest always meet their UK Core profile; any other
+//!   profile a resource claims in `meta.profile` is applied when it is known;
+//! - NHS numbers (Modulus 11) wherever an NHS number identifier appears, and the references a
+//!   write must be able to resolve.
+//!
+//! Structural problems answer 400; rule violations 422 (see [`Findings::status`]).
 
+pub mod dates;
+pub mod narrative;
+pub mod nhs_number;
+mod walk;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use regex::Regex;
 use serde_json::{Map, Value};
 
-use crate::fhir::outcome::{Issue, IssueType, SpineCode};
+use crate::fhir::definitions::{DefinitionError, Definitions, Kind, Structure};
+use crate::fhir::outcome::{Issue, IssueType};
 use crate::fhir::{ResourceId, ResourceType};
+use nhs_number::{NhsNumber, LEGACY_NHS_NUMBER_SYSTEM, NHS_NUMBER_SYSTEM};
 
-/// Validates resources; cheap to share between workers.
+/// The UK Core profile each resource type is always held to.
+const UK_CORE: [(&str, &str); 3] = [
+    (
+        "Patient",
+        "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient",
+    ),
+    (
+        "Encounter",
+        "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Encounter",
+    ),
+    (
+        "ServiceRequest",
+        "https://fhir.hl7.org.uk/StructureDefinition/UKCore-ServiceRequest",
+    ),
+];
+
+/// Validates resources. Built once at start; cheap to share between workers.
+pub struct Validator {
+    defs: Arc<Definitions>,
+    /// Anchored regexes of the primitive types, by type name.
+    primitive_patterns: HashMap<String, Regex>,
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator").finish_non_exhaustive()
+    }
+}
+
+/// How to validate.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `Prefer: handling=lenient`: unknown elements become warnings, and references need not
+    /// resolve.
+    pub lenient: bool,
+    /// The resource is an entry of a transaction Bundle, where `urn:uuid:` references resolve.
+    pub in_bundle: bool,
+    /// Profiles to apply besides the UK Core one and those claimed in `meta.profile`.
+    pub profiles: Vec<String>,
+}
+
+/// A relative reference to a resource type this server stores: it must exist in the same local
+/// system (checked inside the write transaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceTarget {
+    pub resource_type: ResourceType,
+    pub id: ResourceId,
+    /// Where the reference is, e.g. `Encounter.subject.reference`.
+    pub expression: String,
+}
+
+/// What validation found, and the facts a write needs from the resource.
 #[derive(Debug, Default)]
-pub struct Validator;
-
-/// The issues found: any error rejects the write; warnings are reported only.
-#[derive(Debug, Default, PartialEq)]
 pub struct Findings {
     pub errors: Vec<Issue>,
     pub warnings: Vec<Issue>,
+    /// An error makes the JSON not a well-formed resource of its type (400 rather than 422).
+    pub structural: bool,
+    /// A Patient's NHS number, for the one-Patient-per-NHS-number rule.
+    pub nhs_number: Option<NhsNumber>,
+    pub references: Vec<ReferenceTarget>,
+}
+
+impl Findings {
+    pub fn is_valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// 400 for structural problems, 422 for rule violations.
+    pub fn status(&self) -> u16 {
+        if self.structural {
+            400
+        } else {
+            422
+        }
+    }
 }
 
 impl Validator {
-    pub fn new() -> Self {
-        Self
-    }
-
-    pub fn validate(&self, rtype: ResourceType, content: &Map<String, Value>) -> Findings {
-        let mut findings = Findings::default();
-        let at = |path: &str| format!("{rtype}.{path}");
-        if let Some(id) = content.get("id") {
-            if id.as_str().and_then(ResourceId::parse).is_none() {
-                findings.errors.push(
-                    Issue::error(IssueType::Value, "id must match [A-Za-z0-9-.]{1,64}")
-                        .with_details(SpineCode::InvalidResourceId)
-                        .at(at("id")),
-                );
+    pub fn new() -> Result<Self, DefinitionError> {
+        let defs = Definitions::shared()?;
+        let mut primitive_patterns = HashMap::new();
+        for structure in defs.structures().filter(|s| s.kind == Kind::PrimitiveType) {
+            if let Some(pattern) = &structure.primitive_regex {
+                let regex = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+                    DefinitionError(format!("regex of {}: {e}", structure.type_name))
+                })?;
+                primitive_patterns.insert(structure.type_name.clone(), regex);
             }
         }
-        if let Some(meta) = content.get("meta") {
-            check_meta(meta, &at("meta"), &mut findings.errors);
-        }
-        findings
+        Ok(Self {
+            defs,
+            primitive_patterns,
+        })
     }
-}
 
-fn check_meta(meta: &Value, path: &str, errors: &mut Vec<Issue>) {
-    let invalid = |what: &str, at: String| {
-        Issue::error(IssueType::Structure, what.to_owned())
-            .with_details(SpineCode::InvalidResource)
-            .at(at)
-    };
-    let Some(meta) = meta.as_object() else {
-        errors.push(invalid("meta must be an object", path.to_owned()));
-        return;
-    };
-    for (key, value) in meta {
-        let element = format!("{path}.{key}");
-        match key.as_str() {
-            // Server-owned: whatever the client sent is replaced.
-            "versionId" | "lastUpdated" => {}
-            "source" if value.as_str().is_none_or(str::is_empty) => {
-                errors.push(invalid("meta.source must be a non-empty uri", element));
+    pub fn definitions(&self) -> &Arc<Definitions> {
+        &self.defs
+    }
+
+    fn primitive_pattern(&self, type_name: &str) -> Option<&Regex> {
+        self.primitive_patterns.get(type_name)
+    }
+
+    /// Rewrites what the server normalises before validating and storing: the legacy NHS number
+    /// system becomes the current one.
+    pub fn normalise(&self, resource: &mut Map<String, Value>) {
+        fn walk(value: &mut Value) {
+            match value {
+                Value::Object(map) => {
+                    if map.get("system").and_then(Value::as_str) == Some(LEGACY_NHS_NUMBER_SYSTEM) {
+                        map.insert("system".into(), Value::String(NHS_NUMBER_SYSTEM.into()));
+                    }
+                    map.values_mut().for_each(walk);
+                }
+                Value::Array(items) => items.iter_mut().for_each(walk),
+                _ => {}
             }
-            "profile" => each_item(value, &element, errors, |item| {
-                item.as_str()
-                    .is_some_and(|s| !s.is_empty() && !s.contains(' '))
-            }),
-            "tag" | "security" => each_item(value, &element, errors, |item| {
-                item.as_object().is_some_and(|o| !o.is_empty())
-            }),
-            _ => {}
         }
+        resource.values_mut().for_each(walk);
     }
-}
 
-/// Checks that `value` is a non-empty array whose items all pass `valid`.
-fn each_item(value: &Value, path: &str, errors: &mut Vec<Issue>, valid: impl Fn(&Value) -> bool) {
-    let Some(items) = value.as_array().filter(|items| !items.is_empty()) else {
-        errors.push(
-            Issue::error(
-                IssueType::Structure,
-                format!("{path} must be a non-empty array"),
-            )
-            .with_details(SpineCode::InvalidResource)
-            .at(path.to_owned()),
-        );
-        return;
-    };
-    for (index, item) in items.iter().enumerate() {
-        if !valid(item) {
-            errors.push(
-                Issue::error(
-                    IssueType::Structure,
-                    format!("{path}[{index}] is not valid"),
-                )
-                .with_details(SpineCode::InvalidResource)
-                .at(format!("{path}[{index}]")),
+    /// Validates a resource of `rtype` (its `resourceType` is already known to match).
+    pub fn validate(
+        &self,
+        rtype: ResourceType,
+        resource: &Map<String, Value>,
+        options: &Options,
+    ) -> Findings {
+        let mut profiles: Vec<&Structure> = Vec::new();
+        let mut unknown_profiles = Vec::new();
+        let uk_core = UK_CORE
+            .iter()
+            .find(|(t, _)| *t == rtype.as_str())
+            .map(|(_, url)| *url);
+        let claimed = resource
+            .get("meta")
+            .and_then(|m| m.get("profile"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        for url in uk_core
+            .into_iter()
+            .chain(claimed)
+            .chain(options.profiles.iter().map(String::as_str))
+        {
+            match self.defs.structure(url) {
+                Some(p) if p.type_name == rtype.as_str() => {
+                    if !profiles.iter().any(|q| std::ptr::eq(*q, &**p)) {
+                        profiles.push(p);
+                    }
+                }
+                Some(_) => unknown_profiles.push((url.to_owned(), "it constrains another type")),
+                None => unknown_profiles.push((url.to_owned(), "it is not known to this server")),
+            }
+        }
+        let path = rtype.as_str();
+        let mut walker = walk::Walker::new(self, options, resource);
+        walker.resource(resource, path, &profiles);
+        walker.finish(resource, path);
+        for (url, why) in unknown_profiles {
+            walker.warn(
+                IssueType::NotSupported,
+                &format!("{path}.meta.profile"),
+                format!("profile {url} was not applied: {why}"),
             );
         }
+        walker.findings
     }
 }
 
@@ -105,31 +207,42 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn findings(v: Value) -> Findings {
-        match v {
-            Value::Object(map) => Validator::new().validate(ResourceType::Patient, &map),
-            _ => Findings::default(),
-        }
+    fn validate(v: Value) -> Findings {
+        let validator = Validator::new().unwrap();
+        let map = v.as_object().unwrap().clone();
+        let rtype = ResourceType::parse(map["resourceType"].as_str().unwrap()).unwrap();
+        validator.validate(rtype, &map, &Options::default())
     }
 
     #[test]
-    fn meta_shapes_are_checked() {
-        assert!(findings(json!({"meta": {"profile": ["http://x"]}}))
-            .errors
-            .is_empty());
-        let cases = [
-            (json!({"meta": "x"}), "Patient.meta"),
-            (
-                json!({"meta": {"profile": "http://x"}}),
-                "Patient.meta.profile",
-            ),
-            (json!({"meta": {"tag": [1]}}), "Patient.meta.tag[0]"),
-            (json!({"id": "a b"}), "Patient.id"),
-        ];
-        for (resource, expression) in cases {
-            let errors = findings(resource).errors;
-            assert_eq!(errors.len(), 1);
-            assert_eq!(errors[0].expression, vec![expression.to_owned()]);
-        }
+    fn a_plain_patient_is_valid() {
+        let findings = validate(json!({
+            "resourceType": "Patient",
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}],
+            "name": [{"family": "Smith", "given": ["Jane"]}],
+            "gender": "female",
+            "birthDate": "1980-02-29"
+        }));
+        assert!(findings.is_valid(), "{:?}", findings.errors);
+        assert_eq!(
+            findings.nhs_number.map(|n| n.to_string()),
+            Some("9434765919".into())
+        );
+    }
+
+    #[test]
+    fn structural_and_rule_errors_are_told_apart() {
+        let unknown = validate(json!({"resourceType": "Patient", "colour": "blue"}));
+        assert_eq!(unknown.status(), 400);
+        assert_eq!(
+            unknown.errors[0].expression,
+            vec!["Patient.colour".to_owned()]
+        );
+        let gender = validate(json!({"resourceType": "Patient", "gender": "F"}));
+        assert_eq!(gender.status(), 422, "{:?}", gender.errors);
+        assert_eq!(
+            gender.errors[0].expression,
+            vec!["Patient.gender".to_owned()]
+        );
     }
 }

@@ -251,6 +251,24 @@ impl TestApp {
     }
 }
 
+/// The smallest valid resource of a type (ServiceRequest needs the id of an existing Patient).
+pub fn minimal(rtype: &str, patient: Option<&str>) -> Value {
+    match rtype {
+        "Encounter" => serde_json::json!({
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
+        }),
+        "ServiceRequest" => serde_json::json!({
+            "resourceType": "ServiceRequest",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": format!("Patient/{}", patient.unwrap_or("missing"))}
+        }),
+        other => serde_json::json!({ "resourceType": other }),
+    }
+}
+
 /// Reads a JSON file from `../shared/fhir/` or `examples/`, relative to the crate root.
 pub fn fixture(relative: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative);
