@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod body;
 pub mod capabilities;
+pub mod conformance;
 pub mod context;
 pub mod create;
 pub mod delete;
@@ -12,6 +13,7 @@ pub mod history;
 pub mod read;
 pub mod response;
 pub mod update;
+pub mod validate;
 pub mod vread;
 
 use actix_web::body::MessageBody;
@@ -76,6 +78,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(fhir_not_allowed("GET"))),
             )
             .service(
+                web::resource(format!("/{{type:{}}}/{{id}}", conformance::TYPES_PATTERN))
+                    .route(web::get().to(conformance::read))
+                    .default_service(web::to(fhir_not_allowed("GET"))),
+            )
+            .service(
+                web::resource(format!("/{{type:{}}}", conformance::TYPES_PATTERN))
+                    .route(web::get().to(conformance::search))
+                    .default_service(web::to(fhir_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/{type}/$validate")
+                    .route(web::post().to(validate::validate_type))
+                    .default_service(web::to(fhir_not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/{type}/{id}/$validate")
+                    .route(web::post().to(validate::validate_instance))
+                    .default_service(web::to(fhir_not_allowed("POST"))),
+            )
+            .service(
                 web::resource("/{type}/_history")
                     .route(web::get().to(history::type_history))
                     .default_service(web::to(fhir_not_allowed("GET"))),
@@ -129,7 +151,10 @@ fn fhir_not_allowed(
         let unsupported = req
             .match_info()
             .get("type")
-            .filter(|name| crate::fhir::ResourceType::parse(name).is_none());
+            .filter(|name| {
+                crate::fhir::ResourceType::parse(name).is_none()
+                    && !conformance::TYPES_PATTERN.split('|').any(|t| t == *name)
+            });
         std::future::ready(Err(match unsupported {
             Some(name) => ApiError::unsupported_type(name),
             None => ApiError::MethodNotAllowed {

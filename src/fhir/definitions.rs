@@ -13,6 +13,7 @@ mod embedded {
     pub const TYPES: &str = include_str!("../../schema/profiles-types.json");
     pub const RESOURCES: &str = include_str!("../../schema/profiles-resources.json");
     pub const VALUE_SETS: &str = include_str!("../../schema/valuesets.json");
+    pub const OPERATIONS: &str = include_str!("../../schema/operations.json");
     /// Every conformance resource of `fhir-profiles/`, listed by `build.rs`.
     pub const PROFILES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/profiles.rs"));
 }
@@ -96,6 +97,8 @@ pub struct Element {
     pub content_reference: Option<String>,
     /// Discriminator paths of a `value` slicing on this element.
     pub slicing: Option<Vec<String>>,
+    /// The slicing is closed: every item must fall in one of the slices.
+    pub closed_slicing: bool,
     pub max_length: Option<usize>,
 }
 
@@ -270,7 +273,12 @@ impl Definitions {
             defs.conformance.push(resource);
             Ok(())
         };
-        for bundle in [embedded::TYPES, embedded::RESOURCES, embedded::VALUE_SETS] {
+        for bundle in [
+            embedded::TYPES,
+            embedded::RESOURCES,
+            embedded::VALUE_SETS,
+            embedded::OPERATIONS,
+        ] {
             let bundle: Value = serde_json::from_str(bundle)
                 .map_err(|e| DefinitionError(format!("schema bundle: {e}")))?;
             for entry in bundle["entry"].as_array().into_iter().flatten() {
@@ -503,6 +511,7 @@ fn parse_element(e: &Map<String, Value>) -> Element {
             .get("contentReference")
             .and_then(Value::as_str)
             .map(|r| r.trim_start_matches('#').to_owned()),
+        closed_slicing: e.get("slicing").is_some_and(|s| s["rules"] == "closed"),
         slicing,
         max_length: e
             .get("maxLength")

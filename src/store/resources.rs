@@ -602,6 +602,35 @@ fn record_nhs_number(
     Ok(())
 }
 
+/// The checks a write would make in its transaction, run read-only (for `$validate`): references
+/// resolve, and a Patient's NHS number is not another Patient's.
+pub fn precheck(
+    conn: &mut DbConnection,
+    system_id: i64,
+    rtype: ResourceType,
+    id: Option<&ResourceId>,
+    derived: &Derived,
+) -> Result<(), WriteError> {
+    let own = id.cloned().unwrap_or_else(ResourceId::generate);
+    check_references(conn, system_id, rtype, &own, &derived.references)?;
+    if let (ResourceType::Patient, Some(nhs_number)) = (rtype, derived.nhs_number.as_deref()) {
+        let holder = patient_nhs_numbers::table
+            .inner_join(resources::table.on(resources::pk.eq(patient_nhs_numbers::resource_pk)))
+            .filter(patient_nhs_numbers::system_id.eq(system_id))
+            .filter(patient_nhs_numbers::nhs_number.eq(nhs_number))
+            .select(resources::id)
+            .first::<String>(conn)
+            .optional()?;
+        if let Some(existing) = holder.filter(|h| h != own.as_str()) {
+            return Err(WriteError::DuplicateNhsNumber {
+                nhs_number: nhs_number.to_owned(),
+                existing,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Every referenced resource must exist, undeleted, in the same local system. A resource may
 /// refer to itself.
 fn check_references(

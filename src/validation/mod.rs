@@ -135,8 +135,16 @@ impl Validator {
     }
 
     /// Rewrites what the server normalises before validating and storing: the legacy NHS number
-    /// system becomes the current one.
+    /// system becomes the current one, and the server-owned `meta.versionId` and
+    /// `meta.lastUpdated` a client sent are dropped (the server stamps its own).
     pub fn normalise(&self, resource: &mut Map<String, Value>) {
+        if let Some(Value::Object(meta)) = resource.get_mut("meta") {
+            meta.shift_remove("versionId");
+            meta.shift_remove("lastUpdated");
+            if meta.is_empty() {
+                resource.shift_remove("meta");
+            }
+        }
         fn walk(value: &mut Value) {
             match value {
                 Value::Object(map) => {

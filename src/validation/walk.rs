@@ -277,7 +277,11 @@ impl<'a> Walker<'a> {
                 }
                 (false, v) => vec![(key_path.clone(), v)],
             };
-            *counts.entry(element.name.as_str()).or_default() += items.len();
+            let count = counts.entry(element.name.as_str()).or_default();
+            if element.choice && *count > 0 {
+                self.structural(IssueType::Structure, &key_path, format!("{}[x] can have only one value", element.name));
+            }
+            *count += items.len();
             let has_extension_sibling = obj.contains_key(&format!("_{key}"));
             for (item_path, item) in items {
                 if item.is_null() {
@@ -292,7 +296,7 @@ impl<'a> Walker<'a> {
                     continue;
                 }
                 let item_contexts =
-                    self.item_contexts(contexts, element, &type_code, item, &mut slice_counts);
+                    self.item_contexts(contexts, element, &type_code, item, &item_path, &mut slice_counts);
                 self.value(item, &type_code, element, sd, &item_path, &item_contexts);
             }
         }
@@ -406,6 +410,7 @@ impl<'a> Walker<'a> {
         element: &Element,
         type_code: &str,
         item: &Value,
+        path: &str,
         slice_counts: &mut HashMap<(usize, String), usize>,
     ) -> Vec<ProfileContext<'a>> {
         let mut out = Vec::new();
@@ -420,12 +425,14 @@ impl<'a> Walker<'a> {
                 });
             }
             let slicing = profile_element.and_then(|pe| pe.slicing.as_ref());
+            let mut in_any_slice = false;
             for slice in ctx.structure.children(ctx.id).filter(|s| {
                 s.slice_name.is_some()
                     && s.id.starts_with(&candidate)
                     && s.id[candidate.len()..].starts_with(':')
             }) {
                 if self.in_slice(ctx.structure, slice, slicing, item) {
+                    in_any_slice = true;
                     *slice_counts
                         .entry((ctx.structure as *const Structure as usize, slice.id.clone()))
                         .or_default() += 1;
@@ -442,6 +449,13 @@ impl<'a> Walker<'a> {
                         }
                     }
                 }
+            }
+            if !in_any_slice && profile_element.is_some_and(|pe| pe.closed_slicing) {
+                self.rule(
+                    IssueType::Structure,
+                    path,
+                    format!("not allowed here: the profile's slicing of {} is closed", element.name),
+                );
             }
         }
         // Any extension whose definition is known is validated against it, sliced or not.
@@ -851,6 +865,21 @@ impl<'a> Walker<'a> {
         }
         if let Some(binding) = &pe.binding {
             self.binding(binding, type_code, item, path);
+        }
+        if type_code == "Reference" {
+            let allowed: Vec<&str> = pe
+                .types
+                .iter()
+                .flat_map(|t| t.target_profiles.iter())
+                .filter_map(|p| self.defs.structure(p).map(|s| s.type_name.as_str()))
+                .collect();
+            let target = item["reference"].as_str().and_then(|r| r.split('/').next());
+            if let Some(target) = target.filter(|t| !allowed.is_empty() && !allowed.contains(t)) {
+                self.reference_error(
+                    &format!("{path}.reference"),
+                    format!("the profile allows only {} here, not {target}", allowed.join(", ")),
+                );
+            }
         }
         if let Some(fixed) = &pe.fixed {
             if item != fixed {
