@@ -11,6 +11,7 @@ use actix_web::HttpResponse;
 use serde_json::{json, Value};
 
 use super::context::FhirRequest;
+use super::conformance::TYPES_PATTERN;
 use super::response::fhir;
 use crate::error::ApiError;
 use crate::fhir::{ResourceType, FHIR_VERSION};
@@ -44,8 +45,23 @@ pub fn capability_statement(base: &str, system: &str) -> Value {
                 "readHistory": true,
                 "updateCreate": true,
                 "conditionalRead": "full-support",
+                "operation": [{
+                    "name": "validate",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+                }],
             })
         })
+        .chain(TYPES_PATTERN.split('|').map(|rtype| {
+            json!({
+                "type": rtype,
+                "interaction": [{ "code": "read" }, { "code": "search-type" }],
+                "searchParam": [
+                    { "name": "url", "type": "uri" },
+                    { "name": "name", "type": "string" },
+                    { "name": "_id", "type": "token" },
+                ],
+            })
+        }))
         .collect();
     json!({
         "resourceType": "CapabilityStatement",
