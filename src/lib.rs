@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod error;
 pub mod fhir;
+pub mod fhirpath;
 pub mod settings;
 pub mod startup;
 pub mod store;
