@@ -33,8 +33,18 @@ async fn metadata_describes_exactly_what_is_implemented(app: TestApp) {
             "Organization",
             "Practitioner",
             "PractitionerRole",
-            "Location"
+            "Location",
+            "StructureDefinition",
+            "ValueSet",
+            "CodeSystem",
+            "SearchParameter",
+            "OperationDefinition",
         ]
+    );
+    assert_eq!(resources[0]["operation"][0]["name"], "validate");
+    assert_eq!(
+        resources[7]["interaction"],
+        json!([{"code": "read"}, {"code": "search-type"}])
     );
     let interactions: Vec<&str> = resources[0]["interaction"]
         .as_array()

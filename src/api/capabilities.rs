@@ -10,8 +10,8 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use serde_json::{json, Value};
 
-use super::context::FhirRequest;
 use super::conformance::TYPES_PATTERN;
+use super::context::FhirRequest;
 use super::response::fhir;
 use crate::error::ApiError;
 use crate::fhir::{ResourceType, FHIR_VERSION};

@@ -60,22 +60,25 @@ pub async fn search(
                     })?
             }
             "_offset" => {
-                offset = value.parse().map_err(|_| {
-                    ApiError::invalid_parameter("_offset", "must be a whole number")
-                })?
+                offset = value
+                    .parse()
+                    .map_err(|_| ApiError::invalid_parameter("_offset", "must be a whole number"))?
             }
             _ => {}
         }
     }
     let matches = |resource: &Value| {
-        ctx.specific_params().all(|(name, value)| match name.as_str() {
-            "url" => resource["url"].as_str() == Some(value.split('|').next().unwrap_or(value)),
-            "_id" => value.split(',').any(|id| resource["id"].as_str() == Some(id)),
-            "name" => resource["name"].as_str().is_some_and(|n| {
-                n.to_lowercase().starts_with(&value.to_lowercase())
-            }),
-            _ => true,
-        })
+        ctx.specific_params()
+            .all(|(name, value)| match name.as_str() {
+                "url" => resource["url"].as_str() == Some(value.split('|').next().unwrap_or(value)),
+                "_id" => value
+                    .split(',')
+                    .any(|id| resource["id"].as_str() == Some(id)),
+                "name" => resource["name"]
+                    .as_str()
+                    .is_some_and(|n| n.to_lowercase().starts_with(&value.to_lowercase())),
+                _ => true,
+            })
     };
     let defs = ctx.state.validator.definitions();
     let all: Vec<&Value> = defs

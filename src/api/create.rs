@@ -29,7 +29,7 @@ pub async fn create(
     let mut content = parse_resource(&body, rtype)?;
     // shift_remove keeps the order of the other elements (remove would swap the last one in).
     content.shift_remove("id");
-    let derived = validate(&ctx, rtype, &mut content)?;
+    let (content, derived) = validate(&ctx, rtype, content)?;
     let system_id = ctx.system_id;
     let result = ctx
         .state

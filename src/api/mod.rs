@@ -148,13 +148,10 @@ fn fhir_not_allowed(
 ) -> impl Fn(FhirRequest, HttpRequest) -> std::future::Ready<Result<HttpResponse, ApiError>> + Clone
 {
     move |_ctx, req| {
-        let unsupported = req
-            .match_info()
-            .get("type")
-            .filter(|name| {
-                crate::fhir::ResourceType::parse(name).is_none()
-                    && !conformance::TYPES_PATTERN.split('|').any(|t| t == *name)
-            });
+        let unsupported = req.match_info().get("type").filter(|name| {
+            crate::fhir::ResourceType::parse(name).is_none()
+                && !conformance::TYPES_PATTERN.split('|').any(|t| t == *name)
+        });
         std::future::ready(Err(match unsupported {
             Some(name) => ApiError::unsupported_type(name),
             None => ApiError::MethodNotAllowed {

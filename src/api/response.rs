@@ -149,24 +149,30 @@ pub fn write_error(
 pub fn validate(
     ctx: &FhirRequest,
     rtype: ResourceType,
-    content: &mut serde_json::Map<String, serde_json::Value>,
-) -> Result<Derived, ApiError> {
+    mut content: serde_json::Map<String, serde_json::Value>,
+) -> Result<(serde_json::Map<String, serde_json::Value>, Derived), ApiError> {
     use super::context::Handling;
     let validator = &ctx.state.validator;
-    validator.normalise(content);
+    validator.normalise(&mut content);
+    let resource = serde_json::Value::Object(content);
     let lenient = ctx.prefer.handling == Handling::Lenient;
     let options = Options {
         lenient,
         ..Options::default()
     };
-    let findings = validator.validate(rtype, content, &options);
+    let findings = validator.validate(rtype, &resource, &options);
     if !findings.is_valid() {
         let status = StatusCode::from_u16(findings.status()).unwrap_or(StatusCode::BAD_REQUEST);
         let mut issues = findings.errors;
         issues.extend(findings.warnings);
         return Err(ApiError::Invalid { status, issues });
     }
-    Ok(derived(findings, lenient))
+    let serde_json::Value::Object(content) = resource else {
+        return Err(ApiError::Internal(
+            "validated resource is not an object".into(),
+        ));
+    };
+    Ok((content, derived(findings, lenient)))
 }
 
 /// The write-time facts of valid findings; references are not enforced under lenient handling.

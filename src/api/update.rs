@@ -33,7 +33,7 @@ pub async fn update(
     let rtype = resource_type(&type_name)?;
     let id = resource_id(&raw_id)?;
     let expected_version = if_match(&req)?;
-    let mut content = parse_resource(&body, rtype)?;
+    let content = parse_resource(&body, rtype)?;
     match content.get("id") {
         None => {
             return Err(ApiError::IdMismatch(format!(
@@ -47,7 +47,7 @@ pub async fn update(
             )))
         }
     }
-    let derived = validate(&ctx, rtype, &mut content)?;
+    let (content, derived) = validate(&ctx, rtype, content)?;
     let system_id = ctx.system_id;
     let target = id.clone();
     let result = ctx

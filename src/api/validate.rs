@@ -85,7 +85,12 @@ fn parse_request(body: &[u8]) -> Result<Request, ApiError> {
         match parameter["name"].as_str() {
             Some("resource") => match &parameter["resource"] {
                 Value::Object(resource) => request.resource = Some(resource.clone()),
-                _ => return Err(ApiError::invalid_parameter("resource", "must carry a resource")),
+                _ => {
+                    return Err(ApiError::invalid_parameter(
+                        "resource",
+                        "must carry a resource",
+                    ))
+                }
             },
             Some("mode") => {
                 request.mode = match parameter["valueCode"].as_str() {
@@ -147,7 +152,9 @@ async fn run(
         let found = ctx
             .state
             .db
-            .run(move |conn| Ok::<_, ApiError>(resources::read_current(conn, system_id, rtype, &lookup)?))
+            .run(move |conn| {
+                Ok::<_, ApiError>(resources::read_current(conn, system_id, rtype, &lookup)?)
+            })
             .await?;
         return match found {
             ReadResult::Found(_) => Ok(outcome(Vec::new())),
@@ -167,8 +174,11 @@ async fn run(
         };
         if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
             issues.push(
-                Issue::error(IssueType::Invalid, format!("an update needs the resource's id to be {id}"))
-                    .at(format!("{rtype}.id")),
+                Issue::error(
+                    IssueType::Invalid,
+                    format!("an update needs the resource's id to be {id}"),
+                )
+                .at(format!("{rtype}.id")),
             );
         }
     }
@@ -180,6 +190,7 @@ async fn run(
         in_bundle: false,
         profiles: request.profiles,
     };
+    let resource = Value::Object(resource);
     let mut findings = validator.validate(rtype, &resource, &options);
     let valid = findings.is_valid();
     issues.append(&mut findings.errors);
@@ -195,7 +206,13 @@ async fn run(
             .state
             .db
             .run(move |conn| {
-                Ok::<_, ApiError>(resources::precheck(conn, system_id, rtype, own_id.as_ref(), &facts))
+                Ok::<_, ApiError>(resources::precheck(
+                    conn,
+                    system_id,
+                    rtype,
+                    own_id.as_ref(),
+                    &facts,
+                ))
             })
             .await?;
         if let Err(err) = checked {

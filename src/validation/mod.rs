@@ -28,6 +28,7 @@ use serde_json::{Map, Value};
 use crate::fhir::definitions::{DefinitionError, Definitions, Kind, Structure};
 use crate::fhir::outcome::{Issue, IssueType};
 use crate::fhir::{ResourceId, ResourceType};
+use crate::fhirpath::Expression;
 use nhs_number::{NhsNumber, LEGACY_NHS_NUMBER_SYSTEM, NHS_NUMBER_SYSTEM};
 
 /// The UK Core profile each resource type is always held to.
@@ -46,11 +47,26 @@ const UK_CORE: [(&str, &str); 3] = [
     ),
 ];
 
+/// Invariants checked natively by the walk (faster, and with clearer messages), or, for ele-1,
+/// by the walk's refusal of empty values; their FHIRPath forms are not evaluated.
+const NATIVE_INVARIANTS: [&str; 10] = [
+    "ele-1", "ext-1", "dom-2", "dom-3", "dom-4", "dom-5", "dom-6", "per-1", "txt-1", "txt-2",
+];
+
+/// An error-severity invariant of an R4 element, compiled.
+struct Invariant {
+    key: String,
+    human: String,
+    expression: Expression,
+}
+
 /// Validates resources. Built once at start; cheap to share between workers.
 pub struct Validator {
     defs: Arc<Definitions>,
     /// Anchored regexes of the primitive types, by type name.
     primitive_patterns: HashMap<String, Regex>,
+    /// The R4 invariants evaluated with FHIRPath, by `structure url#element id`.
+    invariants: HashMap<String, Vec<Invariant>>,
 }
 
 impl std::fmt::Debug for Validator {
@@ -108,6 +124,10 @@ impl Findings {
     }
 }
 
+fn invariant_key(structure_url: &str, element_id: &str) -> String {
+    format!("{structure_url}#{element_id}")
+}
+
 impl Validator {
     pub fn new() -> Result<Self, DefinitionError> {
         let defs = Definitions::shared()?;
@@ -120,10 +140,41 @@ impl Validator {
                 primitive_patterns.insert(structure.type_name.clone(), regex);
             }
         }
+        let mut invariants: HashMap<String, Vec<Invariant>> = HashMap::new();
+        for structure in defs.structures().filter(|s| !s.is_profile) {
+            for element in &structure.elements {
+                for constraint in &element.constraints {
+                    let Some(text) = constraint.expression.as_deref() else {
+                        continue;
+                    };
+                    if !constraint.error || NATIVE_INVARIANTS.contains(&constraint.key.as_str()) {
+                        continue;
+                    }
+                    match Expression::parse(text) {
+                        Ok(expression) => invariants
+                            .entry(invariant_key(&structure.url, &element.id))
+                            .or_default()
+                            .push(Invariant {
+                                key: constraint.key.clone(),
+                                human: constraint.human.clone(),
+                                expression,
+                            }),
+                        Err(e) => log::debug!("invariant {} not evaluated: {e}", constraint.key),
+                    }
+                }
+            }
+        }
         Ok(Self {
             defs,
             primitive_patterns,
+            invariants,
         })
+    }
+
+    fn invariants_of(&self, structure_url: &str, element_id: &str) -> &[Invariant] {
+        self.invariants
+            .get(&invariant_key(structure_url, element_id))
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn definitions(&self) -> &Arc<Definitions> {
@@ -161,22 +212,15 @@ impl Validator {
     }
 
     /// Validates a resource of `rtype` (its `resourceType` is already known to match).
-    pub fn validate(
-        &self,
-        rtype: ResourceType,
-        resource: &Map<String, Value>,
-        options: &Options,
-    ) -> Findings {
+    pub fn validate(&self, rtype: ResourceType, resource: &Value, options: &Options) -> Findings {
         let mut profiles: Vec<&Structure> = Vec::new();
         let mut unknown_profiles = Vec::new();
         let uk_core = UK_CORE
             .iter()
             .find(|(t, _)| *t == rtype.as_str())
             .map(|(_, url)| *url);
-        let claimed = resource
-            .get("meta")
-            .and_then(|m| m.get("profile"))
-            .and_then(Value::as_array)
+        let claimed = resource["meta"]["profile"]
+            .as_array()
             .into_iter()
             .flatten()
             .filter_map(Value::as_str);
@@ -196,9 +240,19 @@ impl Validator {
             }
         }
         let path = rtype.as_str();
-        let mut walker = walk::Walker::new(self, options, resource);
+        let Some(root) = resource.as_object() else {
+            return Findings {
+                structural: true,
+                errors: vec![Issue::error(
+                    IssueType::Structure,
+                    "a resource must be a JSON object",
+                )],
+                ..Findings::default()
+            };
+        };
+        let mut walker = walk::Walker::new(self, options, root);
         walker.resource(resource, path, &profiles);
-        walker.finish(resource, path);
+        walker.finish(root, path);
         for (url, why) in unknown_profiles {
             walker.warn(
                 IssueType::NotSupported,
@@ -217,9 +271,8 @@ mod tests {
 
     fn validate(v: Value) -> Findings {
         let validator = Validator::new().unwrap();
-        let map = v.as_object().unwrap().clone();
-        let rtype = ResourceType::parse(map["resourceType"].as_str().unwrap()).unwrap();
-        validator.validate(rtype, &map, &Options::default())
+        let rtype = ResourceType::parse(v["resourceType"].as_str().unwrap()).unwrap();
+        validator.validate(rtype, &v, &Options::default())
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub(super) struct Walker<'a> {
     pub contained_ids: HashSet<String>,
     pub referenced_contained: HashSet<String>,
     pub root_type: &'a str,
+    /// The resources being walked, outermost first (`%rootResource`, then `%resource`).
+    resources: Vec<&'a Value>,
     depth: usize,
 }
 
@@ -61,6 +63,7 @@ impl<'a> Walker<'a> {
                 .get("resourceType")
                 .and_then(Value::as_str)
                 .unwrap_or_default(),
+            resources: Vec::new(),
             depth: 0,
         }
     }
@@ -91,12 +94,15 @@ impl<'a> Walker<'a> {
     }
 
     /// Validates a resource object (the root, or a contained or nested resource).
-    pub fn resource(
-        &mut self,
-        obj: &'a Map<String, Value>,
-        path: &str,
-        profiles: &[&'a Structure],
-    ) {
+    pub fn resource(&mut self, value: &'a Value, path: &str, profiles: &[&'a Structure]) {
+        let Some(obj) = value.as_object() else {
+            self.structural(
+                IssueType::Structure,
+                path,
+                "a resource must be a JSON object",
+            );
+            return;
+        };
         let Some(rtype) = obj.get("resourceType").and_then(Value::as_str) else {
             self.structural(
                 IssueType::Required,
@@ -120,7 +126,10 @@ impl<'a> Walker<'a> {
                 id: p.type_name.as_str(),
             })
             .collect();
+        self.resources.push(value);
         self.object(obj, base, &base.type_name, path, &contexts, true);
+        self.invariants(base, &base.type_name, value, path);
+        self.resources.pop();
         if base.type_name != "Resource"
             && base.type_name != "Bundle"
             && base.type_name != "Parameters"
@@ -279,7 +288,11 @@ impl<'a> Walker<'a> {
             };
             let count = counts.entry(element.name.as_str()).or_default();
             if element.choice && *count > 0 {
-                self.structural(IssueType::Structure, &key_path, format!("{}[x] can have only one value", element.name));
+                self.structural(
+                    IssueType::Structure,
+                    &key_path,
+                    format!("{}[x] can have only one value", element.name),
+                );
             }
             *count += items.len();
             let has_extension_sibling = obj.contains_key(&format!("_{key}"));
@@ -295,8 +308,14 @@ impl<'a> Walker<'a> {
                     }
                     continue;
                 }
-                let item_contexts =
-                    self.item_contexts(contexts, element, &type_code, item, &item_path, &mut slice_counts);
+                let item_contexts = self.item_contexts(
+                    contexts,
+                    element,
+                    &type_code,
+                    item,
+                    &item_path,
+                    &mut slice_counts,
+                );
                 self.value(item, &type_code, element, sd, &item_path, &item_contexts);
             }
         }
@@ -454,7 +473,10 @@ impl<'a> Walker<'a> {
                 self.rule(
                     IssueType::Structure,
                     path,
-                    format!("not allowed here: the profile's slicing of {} is closed", element.name),
+                    format!(
+                        "not allowed here: the profile's slicing of {} is closed",
+                        element.name
+                    ),
                 );
             }
         }
@@ -519,7 +541,10 @@ impl<'a> Walker<'a> {
         }
         if let Some(target) = &element.content_reference {
             match item {
-                Value::Object(obj) => self.object(obj, sd, target, path, contexts, false),
+                Value::Object(obj) => {
+                    self.object(obj, sd, target, path, contexts, false);
+                    self.invariants(sd, target, item, path);
+                }
                 _ => self.structural(IssueType::Structure, path, "expected a JSON object"),
             }
             return;
@@ -532,17 +557,7 @@ impl<'a> Walker<'a> {
                     self.binding(binding, type_code, item, path);
                 }
             }
-            Some(Kind::Resource) => match item {
-                Value::Object(obj) => {
-                    let at = path.to_owned();
-                    self.resource(obj, &at, &[]);
-                }
-                _ => self.structural(
-                    IssueType::Structure,
-                    path,
-                    "a resource must be a JSON object",
-                ),
-            },
+            Some(Kind::Resource) => self.resource(item, path, &[]),
             Some(Kind::ComplexType) if type_code != "BackboneElement" && type_code != "Element" => {
                 let Some(datatype) = type_sd else { return };
                 let Value::Object(obj) = item else {
@@ -555,6 +570,7 @@ impl<'a> Walker<'a> {
                 };
                 self.object(obj, datatype, type_code, path, contexts, false);
                 self.datatype_rules(type_code, obj, element, path);
+                self.invariants(datatype, type_code, item, path);
                 if let (Some(binding), "Coding" | "CodeableConcept") = (&element.binding, type_code)
                 {
                     self.binding(binding, type_code, item, path);
@@ -562,9 +578,48 @@ impl<'a> Walker<'a> {
             }
             _ => match item {
                 // BackboneElement / Element: children are defined inline.
-                Value::Object(obj) => self.object(obj, sd, &element.id, path, contexts, false),
+                Value::Object(obj) => {
+                    self.object(obj, sd, &element.id, path, contexts, false);
+                    self.invariants(sd, &element.id, item, path);
+                }
                 _ => self.structural(IssueType::Structure, path, "expected a JSON object"),
             },
+        }
+    }
+
+    /// The R4 invariants declared on this element, evaluated with FHIRPath. An empty result
+    /// passes, as FHIR says; an expression the evaluator cannot evaluate is skipped, not failed.
+    fn invariants(&mut self, sd: &Structure, element_id: &str, focus: &'a Value, path: &str) {
+        let Some(&resource) = self.resources.last() else {
+            return;
+        };
+        let root = self.resources.first().copied().unwrap_or(resource);
+        for invariant in self.validator.invariants_of(&sd.url, element_id) {
+            let result = invariant.expression.evaluate_in(
+                crate::fhirpath::Item::from_json(focus),
+                resource,
+                root,
+            );
+            let verdict = match result.as_deref() {
+                Ok([]) => None,
+                Ok([item]) => item.as_bool(),
+                Ok(_) => None,
+                Err(e) => {
+                    log::debug!(
+                        "invariant {} could not be evaluated: {}",
+                        invariant.key,
+                        e.message
+                    );
+                    None
+                }
+            };
+            if verdict == Some(false) {
+                self.rule(
+                    IssueType::Invariant,
+                    path,
+                    format!("{}: {}", invariant.key, invariant.human),
+                );
+            }
         }
     }
 
@@ -877,7 +932,10 @@ impl<'a> Walker<'a> {
             if let Some(target) = target.filter(|t| !allowed.is_empty() && !allowed.contains(t)) {
                 self.reference_error(
                     &format!("{path}.reference"),
-                    format!("the profile allows only {} here, not {target}", allowed.join(", ")),
+                    format!(
+                        "the profile allows only {} here, not {target}",
+                        allowed.join(", ")
+                    ),
                 );
             }
         }

@@ -265,6 +265,8 @@ pub fn minimal(rtype: &str, patient: Option<&str>) -> Value {
             "intent": "order",
             "subject": {"reference": format!("Patient/{}", patient.unwrap_or("missing"))}
         }),
+        // org-1: an Organization needs a name or an identifier.
+        "Organization" => serde_json::json!({"resourceType": "Organization", "name": "A practice"}),
         other => serde_json::json!({ "resourceType": other }),
     }
 }
