@@ -1113,6 +1113,7 @@ async fn conformance_resources_are_served_read_only(app: TestApp) {
         ("ValueSet", "administrative-gender"),
         ("StructureDefinition", "Patient"),
         ("OperationDefinition", "Resource-validate"),
+        ("SearchParameter", "Patient-identifier"),
     ] {
         assert_eq!(
             app.get(&format!("/fhir/default/{rtype}/{id}")).await.status,
@@ -1213,7 +1214,86 @@ async fn patient_comment_extension_is_validated_like_any_other(app: TestApp) {
     .assert_outcome(422, "invalid");
 }
 
+/// The server agrees with the HL7 Java validator on the community's structural test cases.
+async fn community_validator_cases_get_the_reference_verdict(app: TestApp) {
+    // (file, status the server answers, an expression the first error names)
+    let cases: [(&str, u16, Option<&str>); 27] = [
+        ("ai1", 201, None),
+        ("ai2", 201, None),
+        ("ai3", 400, Some("Patient.unknownElement")),
+        ("ai4", 400, Some("Patient.birthDate")),
+        ("json-good", 201, None),
+        ("patient-example-ra4", 201, None),
+        ("pat-security-good1", 201, None),
+        ("pat-security-good3", 201, None),
+        ("pat-security-bad-xhtml", 422, Some("Patient.text.div")),
+        ("pat-security-bad-string", 422, Some("Patient.name[0].text")),
+        ("patient-id-bad-1", 400, Some("Patient.id")),
+        ("patient-id-bad-2", 400, Some("Patient.id")),
+        ("patient-id-bad-3", 400, Some("Patient.id")),
+        ("resource-invalid-id-1", 400, Some("Location.id")),
+        (
+            "resource-invalid-id-3",
+            400,
+            Some("Location.contained[0].id"),
+        ),
+        ("resource-invalid-eid-0", 201, None),
+        ("extension-example-1", 201, None),
+        ("extension-example-2", 201, None),
+        ("synthea", 400, Some("Encounter.reasonCode")),
+        ("singleton-simple-good", 201, None),
+        ("singleton-complex-good", 201, None),
+        ("list-multiple-present", 201, None),
+        ("bad-json-close-1", 400, None),
+        ("bad-json-close-2", 400, None),
+        ("json-comma-bad-1", 400, None),
+        ("json-no-quotes-1", 400, None),
+        ("json-comments-1", 400, None),
+    ];
+    for (name, status, expression) in cases {
+        let path = format!(
+            "{}/tests/fixtures/validator-cases/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read(&path).unwrap();
+        // The resource type from the text, for the unparseable cases too.
+        let rtype = String::from_utf8_lossy(&text)
+            .split("\"resourceType\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').nth(1))
+            .filter(|t| ["Patient", "Encounter", "Location"].contains(t))
+            .unwrap_or("Patient")
+            .to_owned();
+        // Validated as a create would be, references aside (the cases refer to nothing loaded).
+        let reply = app
+            .send(
+                "POST",
+                &format!("/fhir/default/{rtype}/$validate"),
+                &[("content-type", "application/fhir+json")],
+                Some(&text),
+            )
+            .await;
+        let body = String::from_utf8_lossy(&reply.body).to_string();
+        let outcome = reply.json();
+        let errors: Vec<&Value> = outcome["issue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["severity"] == "error" && i["code"] != "not-found")
+            .collect();
+        match (status, expression) {
+            (201, _) => assert!(reply.status == 200 && errors.is_empty(), "{name}: {body}"),
+            (_, None) => assert_eq!(reply.status.as_u16(), status, "{name}: {body}"),
+            (_, Some(expression)) => assert!(
+                errors.iter().any(|e| e["expression"][0] == expression),
+                "{name}: expected an error at {expression}: {body}"
+            ),
+        }
+    }
+}
+
 on_both_backends!(
+    community_validator_cases_get_the_reference_verdict,
     validate_operation_reports_every_issue_without_storing,
     conformance_resources_are_served_read_only,
     patient_comment_extension_is_validated_like_any_other,

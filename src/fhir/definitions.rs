@@ -14,6 +14,7 @@ mod embedded {
     pub const RESOURCES: &str = include_str!("../../schema/profiles-resources.json");
     pub const VALUE_SETS: &str = include_str!("../../schema/valuesets.json");
     pub const OPERATIONS: &str = include_str!("../../schema/operations.json");
+    pub const SEARCH_PARAMETERS: &str = include_str!("../../schema/search-parameters.json");
     /// Every conformance resource of `fhir-profiles/`, listed by `build.rs`.
     pub const PROFILES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/profiles.rs"));
 }
@@ -278,6 +279,7 @@ impl Definitions {
             embedded::RESOURCES,
             embedded::VALUE_SETS,
             embedded::OPERATIONS,
+            embedded::SEARCH_PARAMETERS,
         ] {
             let bundle: Value = serde_json::from_str(bundle)
                 .map_err(|e| DefinitionError(format!("schema bundle: {e}")))?;
