@@ -8,6 +8,7 @@ pub mod cli;
 pub mod error;
 pub mod fhir;
 pub mod fhirpath;
+pub mod search;
 pub mod settings;
 pub mod startup;
 pub mod store;

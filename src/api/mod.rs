@@ -23,6 +23,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
+use crate::search::Search;
 use crate::settings::Settings;
 use crate::store::Database;
 use crate::validation::Validator;
@@ -33,15 +34,18 @@ pub struct AppState {
     pub db: Database,
     pub settings: Settings,
     pub validator: Validator,
+    pub search: Search,
     pub systems: SystemCache,
 }
 
 impl AppState {
     pub fn new(db: Database, settings: Settings, validator: Validator) -> Self {
+        let search = Search::new(validator.definitions());
         Self {
             db,
             settings,
             validator,
+            search,
             systems: SystemCache::default(),
         }
     }

@@ -9,6 +9,7 @@ use crate::fhir::instant::Millis;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::{ResourceId, ResourceType, VersionId, FHIR_JSON};
 use crate::store::resources::{Derived, ReferenceCheck, StoredVersion};
+use crate::search::IndexRows;
 use crate::validation::{Findings, Options};
 
 /// A response builder with the FHIR JSON content type.
@@ -167,12 +168,12 @@ pub fn validate(
         issues.extend(findings.warnings);
         return Err(ApiError::Invalid { status, issues });
     }
+    let mut facts = derived(findings, lenient);
+    facts.indexes = ctx.state.search.index(rtype, &resource);
     let serde_json::Value::Object(content) = resource else {
-        return Err(ApiError::Internal(
-            "validated resource is not an object".into(),
-        ));
+        return Err(ApiError::Internal("validated resource is not an object".into()));
     };
-    Ok((content, derived(findings, lenient)))
+    Ok((content, facts))
 }
 
 /// The write-time facts of valid findings; references are not enforced under lenient handling.
@@ -192,5 +193,6 @@ pub fn derived(findings: Findings, lenient: bool) -> Derived {
                 })
                 .collect()
         },
+        indexes: IndexRows::default(),
     }
 }

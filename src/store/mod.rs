@@ -4,7 +4,9 @@
 //! All database work is synchronous diesel code; [`Database::run`] moves it off the async workers.
 
 pub mod history;
+pub mod indexes;
 pub mod resources;
+pub mod search;
 pub mod schema;
 pub mod systems;
 

@@ -8,10 +8,11 @@ use diesel::prelude::*;
 use serde_json::{Map, Value};
 
 use super::schema::{patient_nhs_numbers, resource_versions, resources};
-use super::{is_unique_violation, write_transaction, DbConnection, StoreError};
+use super::{indexes, is_unique_violation, write_transaction, DbConnection, StoreError};
 use crate::fhir::instant::Millis;
 use crate::fhir::resource::{same_content, stamp, VersionStamp};
 use crate::fhir::{ResourceId, ResourceType, VersionId};
+use crate::search::IndexRows;
 
 /// How often a write is retried when a concurrent writer changed the same resource first.
 const CONTENDED_RETRIES: usize = 5;
@@ -74,6 +75,8 @@ pub struct Derived {
     /// Relative references to stored resource types: each must exist (and not be deleted) in the
     /// same local system.
     pub references: Vec<ReferenceCheck>,
+    /// The search index rows of the new version.
+    pub indexes: IndexRows,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,6 +298,7 @@ pub fn create(
                     method: "POST",
                     content: Some(content),
                     nhs_number: derived.nhs_number.as_deref(),
+                    indexes: Some(&derived.indexes),
                 },
             )?;
             Ok(Written {
@@ -356,6 +360,7 @@ pub fn update(
                     method: "PUT",
                     content: Some(content),
                     nhs_number: derived.nhs_number.as_deref(),
+                    indexes: Some(&derived.indexes),
                 },
             )?;
             Ok(Written {
@@ -397,6 +402,7 @@ pub fn delete(
                             method: "DELETE",
                             content: None,
                             nhs_number: None,
+                            indexes: None,
                         },
                     )?;
                     Ok(Deleted::Deleted {
@@ -447,6 +453,8 @@ struct NewVersion<'a> {
     content: Option<Map<String, Value>>,
     /// A Patient's NHS number (released on delete or when it is removed).
     nhs_number: Option<&'a str>,
+    /// The search index rows of the new version (none for a delete).
+    indexes: Option<&'a IndexRows>,
 }
 
 #[derive(Insertable)]
@@ -552,6 +560,15 @@ fn write_version(
 
     if new.rtype == ResourceType::Patient {
         record_nhs_number(conn, new.system_id, pk, new.nhs_number)?;
+    }
+    if new.previous.is_some() {
+        indexes::clear(conn, pk)?;
+    }
+    if let Some(rows) = new.indexes {
+        indexes::write(conn, new.system_id, pk, rows).map_err(|e| match e {
+            StoreError::Query(q) => WriteError::from(q),
+            other => WriteError::Store(other),
+        })?;
     }
 
     Ok(StoredVersion {

@@ -46,3 +46,69 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(patient_nhs_numbers, resources);
+
+diesel::table! {
+    search_string (system_id, resource_pk, param, value_norm) {
+        system_id -> BigInt,
+        resource_pk -> BigInt,
+        param -> Text,
+        value_norm -> Text,
+        value_exact -> Text,
+    }
+}
+
+diesel::table! {
+    search_token (system_id, resource_pk, param, system, code) {
+        system_id -> BigInt,
+        resource_pk -> BigInt,
+        param -> Text,
+        system -> Text,
+        code -> Text,
+        text_norm -> Nullable<Text>,
+        type_system -> Nullable<Text>,
+        type_code -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    search_date (system_id, resource_pk, param, low) {
+        system_id -> BigInt,
+        resource_pk -> BigInt,
+        param -> Text,
+        low -> BigInt,
+        high -> BigInt,
+    }
+}
+
+diesel::table! {
+    search_reference (system_id, resource_pk, param) {
+        system_id -> BigInt,
+        resource_pk -> BigInt,
+        param -> Text,
+        target_type -> Nullable<Text>,
+        target_id -> Nullable<Text>,
+        url -> Nullable<Text>,
+        identifier_system -> Nullable<Text>,
+        identifier_value -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    search_quantity (system_id, resource_pk, param, value) {
+        system_id -> BigInt,
+        resource_pk -> BigInt,
+        param -> Text,
+        value -> Double,
+        system -> Text,
+        code -> Text,
+    }
+}
+
+diesel::table! {
+    search_uri (system_id, resource_pk, param, value) {
+        system_id -> BigInt,
+        resource_pk -> BigInt,
+        param -> Text,
+        value -> Text,
+    }
+}
