@@ -8,10 +8,12 @@ pub mod conformance;
 pub mod context;
 pub mod create;
 pub mod delete;
+pub mod everything;
 pub mod health;
 pub mod history;
 pub mod read;
 pub mod response;
+pub mod search;
 pub mod update;
 pub mod validate;
 pub mod vread;
@@ -92,6 +94,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(fhir_not_allowed("GET"))),
             )
             .service(
+                web::resource("")
+                    .route(web::get().to(search::search_system))
+                    .default_service(web::to(fhir_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/Patient/$everything")
+                    .route(web::get().to(everything::type_level))
+                    .route(web::post().to(everything::type_level))
+                    .default_service(web::to(fhir_not_allowed("GET, POST"))),
+            )
+            .service(
+                web::resource("/Patient/{id}/$everything")
+                    .route(web::get().to(everything::instance))
+                    .route(web::post().to(everything::instance))
+                    .default_service(web::to(fhir_not_allowed("GET, POST"))),
+            )
+            .service(
+                web::resource("/{type}/_search")
+                    .route(web::post().to(search::search_type_post))
+                    .default_service(web::to(fhir_not_allowed("POST"))),
+            )
+            .service(
                 web::resource("/{type}/$validate")
                     .route(web::post().to(validate::validate_type))
                     .default_service(web::to(fhir_not_allowed("POST"))),
@@ -117,6 +141,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(fhir_not_allowed("GET"))),
             )
             .service(
+                web::resource("/{compartment}/{id}/{type}")
+                    .route(web::get().to(search::search_compartment))
+                    .default_service(web::to(fhir_not_allowed("GET"))),
+            )
+            .service(
                 web::resource("/{type}/{id}")
                     .route(web::get().to(read::read))
                     .route(web::put().to(update::update))
@@ -125,8 +154,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(
                 web::resource("/{type}")
+                    .route(web::get().to(search::search_type))
                     .route(web::post().to(create::create))
-                    .default_service(web::to(fhir_not_allowed("POST"))),
+                    .default_service(web::to(fhir_not_allowed("GET, POST"))),
             )
             .default_service(web::to(fhir_unknown_route)),
     )

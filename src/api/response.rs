@@ -8,8 +8,8 @@ use crate::error::ApiError;
 use crate::fhir::instant::Millis;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::{ResourceId, ResourceType, VersionId, FHIR_JSON};
-use crate::store::resources::{Derived, ReferenceCheck, StoredVersion};
 use crate::search::IndexRows;
+use crate::store::resources::{Derived, ReferenceCheck, StoredVersion};
 use crate::validation::{Findings, Options};
 
 /// A response builder with the FHIR JSON content type.
@@ -171,7 +171,9 @@ pub fn validate(
     let mut facts = derived(findings, lenient);
     facts.indexes = ctx.state.search.index(rtype, &resource);
     let serde_json::Value::Object(content) = resource else {
-        return Err(ApiError::Internal("validated resource is not an object".into()));
+        return Err(ApiError::Internal(
+            "validated resource is not an object".into(),
+        ));
     };
     Ok((content, facts))
 }

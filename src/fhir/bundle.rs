@@ -124,3 +124,101 @@ impl Bundle {
         }
     }
 }
+
+/// How an entry came into a searchset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchMode {
+    Match,
+    Include,
+    Outcome,
+}
+
+impl SearchMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Match => "match",
+            Self::Include => "include",
+            Self::Outcome => "outcome",
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    full_url: Option<String>,
+    resource: Box<RawValue>,
+    search: SearchEntryMode,
+}
+
+#[derive(Debug, Serialize)]
+struct SearchEntryMode {
+    mode: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Searchset {
+    resource_type: &'static str,
+    id: String,
+    meta: BundleMeta,
+    #[serde(rename = "type")]
+    bundle_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
+    link: Vec<Link>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    entry: Vec<SearchEntry>,
+}
+
+/// Builds a `searchset` Bundle; resources are embedded as the stored JSON text.
+#[derive(Debug, Default)]
+pub struct SearchsetBuilder {
+    links: Vec<Link>,
+    total: Option<u64>,
+    entries: Vec<SearchEntry>,
+}
+
+impl SearchsetBuilder {
+    pub fn link(&mut self, relation: &'static str, url: String) -> &mut Self {
+        self.links.push(Link { relation, url });
+        self
+    }
+
+    pub fn total(&mut self, total: Option<u64>) -> &mut Self {
+        self.total = total;
+        self
+    }
+
+    /// Adds an entry; `resource` must be JSON text (it is embedded without re-parsing).
+    pub fn entry(
+        &mut self,
+        full_url: Option<String>,
+        resource: String,
+        mode: SearchMode,
+    ) -> Result<&mut Self, serde_json::Error> {
+        self.entries.push(SearchEntry {
+            full_url,
+            resource: RawValue::from_string(resource)?,
+            search: SearchEntryMode {
+                mode: mode.as_str(),
+            },
+        });
+        Ok(self)
+    }
+
+    pub fn to_json(self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(&Searchset {
+            resource_type: "Bundle",
+            id: uuid::Uuid::new_v4().to_string(),
+            meta: BundleMeta {
+                last_updated: Millis::now().to_instant(),
+            },
+            bundle_type: "searchset",
+            total: self.total,
+            link: self.links,
+            entry: self.entries,
+        })
+    }
+}

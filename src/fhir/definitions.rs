@@ -101,6 +101,8 @@ pub struct Element {
     /// The slicing is closed: every item must fall in one of the slices.
     pub closed_slicing: bool,
     pub max_length: Option<usize>,
+    /// Part of the `_summary=true` view.
+    pub is_summary: bool,
 }
 
 impl Element {
@@ -519,6 +521,7 @@ fn parse_element(e: &Map<String, Value>) -> Element {
             .get("maxLength")
             .and_then(Value::as_u64)
             .map(|n| n as usize),
+        is_summary: e.get("isSummary").and_then(Value::as_bool).unwrap_or(false),
         path,
     }
 }

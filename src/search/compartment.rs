@@ -56,8 +56,12 @@ mod tests {
     #[test]
     fn encounters_and_referrals_are_in_the_compartment() {
         let c = PatientCompartment::load();
-        assert!(c.params(ResourceType::Encounter).contains(&"subject".to_owned()));
-        assert!(c.params(ResourceType::ServiceRequest).contains(&"subject".to_owned()));
+        assert!(c
+            .params(ResourceType::Encounter)
+            .contains(&"subject".to_owned()));
+        assert!(c
+            .params(ResourceType::ServiceRequest)
+            .contains(&"subject".to_owned()));
         assert!(c.params(ResourceType::Organization).is_empty());
         assert!(c.params(ResourceType::Patient).contains(&"link".to_owned()));
     }

@@ -167,7 +167,9 @@ fn guess_type(value: &Value) -> &'static str {
         Value::Number(_) => "decimal",
         Value::String(_) => "string",
         Value::Object(o) if o.contains_key("coding") => "CodeableConcept",
-        Value::Object(o) if o.contains_key("reference") || o.contains_key("identifier") => "Reference",
+        Value::Object(o) if o.contains_key("reference") || o.contains_key("identifier") => {
+            "Reference"
+        }
         Value::Object(o) if o.contains_key("family") || o.contains_key("given") => "HumanName",
         Value::Object(o) if o.contains_key("start") || o.contains_key("end") => "Period",
         Value::Object(o) if o.contains_key("code") && o.contains_key("system") => "Coding",
@@ -187,7 +189,15 @@ fn string(param: &str, text: &str) -> StringValue {
 fn index_string(param: &str, fhir_type: &str, value: &Value, rows: &mut IndexRows) {
     let fields: &[&str] = match fhir_type {
         "HumanName" => &["text", "family", "given", "prefix", "suffix"],
-        "Address" => &["text", "line", "city", "district", "state", "postalCode", "country"],
+        "Address" => &[
+            "text",
+            "line",
+            "city",
+            "district",
+            "state",
+            "postalCode",
+            "country",
+        ],
         _ => &[],
     };
     match value {
@@ -244,14 +254,28 @@ fn index_token(param: &str, fhir_type: &str, value: &Value, rows: &mut IndexRows
         }
         ("Coding", Value::Object(coding)) => {
             if let Some(code) = coding.get("code").and_then(Value::as_str) {
-                let mut t = token(param, coding.get("system").and_then(Value::as_str).unwrap_or_default(), code);
+                let mut t = token(
+                    param,
+                    coding
+                        .get("system")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                    code,
+                );
                 t.text = coding.get("display").and_then(|d| d.as_str()).map(fold);
                 rows.tokens.push(t);
             }
         }
         ("Identifier", Value::Object(identifier)) => {
             if let Some(code) = identifier.get("value").and_then(Value::as_str) {
-                let mut t = token(param, identifier.get("system").and_then(Value::as_str).unwrap_or_default(), code);
+                let mut t = token(
+                    param,
+                    identifier
+                        .get("system")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                    code,
+                );
                 let kind = &identifier.get("type").cloned().unwrap_or(Value::Null);
                 t.text = kind["text"].as_str().map(fold);
                 t.type_system = kind["coding"][0]["system"].as_str().map(str::to_owned);
@@ -261,7 +285,14 @@ fn index_token(param: &str, fhir_type: &str, value: &Value, rows: &mut IndexRows
         }
         ("ContactPoint", Value::Object(point)) => {
             if let Some(code) = point.get("value").and_then(Value::as_str) {
-                rows.tokens.push(token(param, point.get("system").and_then(Value::as_str).unwrap_or_default(), code));
+                rows.tokens.push(token(
+                    param,
+                    point
+                        .get("system")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                    code,
+                ));
             }
         }
         _ => {}
@@ -283,7 +314,12 @@ fn index_date(param: &str, fhir_type: &str, value: &Value, rows: &mut IndexRows)
             }
         }
         ("Timing", Value::Object(timing)) => {
-            for event in timing.get("event").and_then(Value::as_array).into_iter().flatten() {
+            for event in timing
+                .get("event")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some((low, high)) = event.as_str().and_then(date_range) {
                     push(low, high);
                 }
@@ -305,8 +341,14 @@ fn index_date(param: &str, fhir_type: &str, value: &Value, rows: &mut IndexRows)
 
 /// A Period's range; an open end is unbounded.
 fn period_range(period: &Value) -> Option<(i64, i64)> {
-    let start = period["start"].as_str().and_then(date_range).map(|(low, _)| low);
-    let end = period["end"].as_str().and_then(date_range).map(|(_, high)| high);
+    let start = period["start"]
+        .as_str()
+        .and_then(date_range)
+        .map(|(low, _)| low);
+    let end = period["end"]
+        .as_str()
+        .and_then(date_range)
+        .map(|(_, high)| high);
     if start.is_none() && end.is_none() {
         return None;
     }
@@ -362,7 +404,11 @@ fn index_quantity(param: &str, value: &Value, rows: &mut IndexRows) {
                 rows.quantities.push(QuantityValue {
                     param: param.to_owned(),
                     value: v,
-                    system: q.get("system").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                    system: q
+                        .get("system")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
                     code: q
                         .get("code")
                         .or_else(|| q.get("unit"))
@@ -384,7 +430,10 @@ mod tests {
 
     fn rows(rtype: ResourceType, resource: Value) -> IndexRows {
         let defs = Definitions::shared().unwrap();
-        let params: Vec<Value> = defs.conformance("SearchParameter").map(|r| (**r).clone()).collect();
+        let params: Vec<Value> = defs
+            .conformance("SearchParameter")
+            .map(|r| (**r).clone())
+            .collect();
         let registry = Registry::load(&defs, &params);
         extract(&registry, rtype, &resource)
     }
@@ -409,19 +458,32 @@ mod tests {
         assert!(has_string("family", "zoe-smith"));
         assert!(has_string("given", "ann"));
         assert!(has_string("name", "jane"));
-        let has_token = |p: &str, s: &str, c: &str| r.tokens.iter().any(|t| t.param == p && t.system == s && t.code == c);
-        assert!(has_token("identifier", "https://fhir.nhs.uk/Id/nhs-number", "9434765919"));
+        let has_token = |p: &str, s: &str, c: &str| {
+            r.tokens
+                .iter()
+                .any(|t| t.param == p && t.system == s && t.code == c)
+        };
+        assert!(has_token(
+            "identifier",
+            "https://fhir.nhs.uk/Id/nhs-number",
+            "9434765919"
+        ));
         assert!(has_token("gender", "", "female"));
         assert!(has_token("email", "email", "jane@example.org"));
         assert!(has_token("deceased", "", "false"));
         assert!(has_token("_tag", "http://t", "x"));
-        assert!(r.uris.iter().any(|u| u.param == "_profile" && u.value == "http://p"));
+        assert!(r
+            .uris
+            .iter()
+            .any(|u| u.param == "_profile" && u.value == "http://p"));
         let birth = r.dates.iter().find(|d| d.param == "birthdate").unwrap();
         assert_eq!(birth.high - birth.low + 1, 29 * 86_400_000);
         assert!(r
             .references
             .iter()
-            .any(|x| x.param == "general-practitioner" && x.target_type.as_deref() == Some("Organization") && x.target_id.as_deref() == Some("gp1")));
+            .any(|x| x.param == "general-practitioner"
+                && x.target_type.as_deref() == Some("Organization")
+                && x.target_id.as_deref() == Some("gp1")));
     }
 
     #[test]
@@ -438,12 +500,24 @@ mod tests {
                 "length": {"value": 30, "system": "http://unitsofmeasure.org", "code": "min"}
             }),
         );
-        assert!(r.references.iter().any(|x| x.param == "patient" && x.target_id.as_deref() == Some("p1")));
+        assert!(r
+            .references
+            .iter()
+            .any(|x| x.param == "patient" && x.target_id.as_deref() == Some("p1")));
         assert!(r.references.iter().any(|x| x.param == "subject"));
-        assert!(r.references.iter().any(|x| x.param == "practitioner" && x.target_id.as_deref() == Some("d1")));
-        assert!(r.tokens.iter().any(|t| t.param == "class" && t.code == "IMP"));
+        assert!(r
+            .references
+            .iter()
+            .any(|x| x.param == "practitioner" && x.target_id.as_deref() == Some("d1")));
+        assert!(r
+            .tokens
+            .iter()
+            .any(|t| t.param == "class" && t.code == "IMP"));
         let period = r.dates.iter().find(|d| d.param == "date").unwrap();
         assert!(period.high > period.low + 1_000_000_000);
-        assert!(r.quantities.iter().any(|q| q.param == "length" && q.value == 30.0 && q.code == "min"));
+        assert!(r
+            .quantities
+            .iter()
+            .any(|q| q.param == "length" && q.value == 30.0 && q.code == "min"));
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod compartment;
 pub mod extract;
+pub mod paging;
 pub mod query;
 pub mod registry;
+pub mod shape;
 pub mod sql;
 pub mod values;
 

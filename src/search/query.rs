@@ -88,20 +88,33 @@ pub enum StringMode {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TokenMatch {
     /// `[system]|[code]`; `system: None` matches any system, `Some("")` no system.
-    Code { system: Option<String>, code: String },
+    Code {
+        system: Option<String>,
+        code: String,
+    },
     /// `[system]|`: any code in the system.
     System(String),
     /// `:text`: starts-with on the display or text.
     Text(String),
     /// `:of-type`: `[type system]|[type code]|[value]` of an Identifier.
-    OfType { system: String, code: String, value: String },
+    OfType {
+        system: String,
+        code: String,
+        value: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReferenceMatch {
-    Local { target_type: Option<String>, id: String },
+    Local {
+        target_type: Option<String>,
+        id: String,
+    },
     Url(String),
-    Identifier { system: Option<String>, value: String },
+    Identifier {
+        system: Option<String>,
+        value: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,13 +127,29 @@ pub enum UriMode {
 /// One value of a parameter (values of one parameter are OR-ed).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Predicate {
-    String { mode: StringMode, value: String },
+    String {
+        mode: StringMode,
+        value: String,
+    },
     Token(TokenMatch),
     /// An instant range (ms, inclusive) compared by `prefix`.
-    Date { prefix: Prefix, low: i64, high: i64 },
+    Date {
+        prefix: Prefix,
+        low: i64,
+        high: i64,
+    },
     Reference(ReferenceMatch),
-    Quantity { prefix: Prefix, low: f64, high: f64, system: Option<String>, code: Option<String> },
-    Uri { mode: UriMode, value: String },
+    Quantity {
+        prefix: Prefix,
+        low: f64,
+        high: f64,
+        system: Option<String>,
+        code: Option<String>,
+    },
+    Uri {
+        mode: UriMode,
+        value: String,
+    },
 }
 
 /// One AND-ed condition.
@@ -131,13 +160,35 @@ pub enum Clause {
     /// `_lastUpdated`: any of the ranges.
     LastUpdated(Vec<Predicate>),
     /// An indexed parameter matching any of the predicates (`negate` for `:not`).
-    Param { param: String, kind: ParamType, negate: bool, any_of: Vec<Predicate> },
+    Param {
+        param: String,
+        kind: ParamType,
+        negate: bool,
+        any_of: Vec<Predicate>,
+    },
     /// `:missing`.
-    Missing { param: String, kind: ParamType, missing: bool },
+    Missing {
+        param: String,
+        kind: ParamType,
+        missing: bool,
+    },
     /// `ref:Type.inner`: the reference points at a `target` resource meeting `inner`.
-    Chain { param: String, target: ResourceType, inner: Box<Clause> },
+    Chain {
+        param: String,
+        target: ResourceType,
+        inner: Box<Clause>,
+    },
     /// `_has:Source:ref:inner`: some `source` resource referring to this one by `ref` meets `inner`.
-    Has { source: ResourceType, param: String, inner: Box<Clause> },
+    Has {
+        source: ResourceType,
+        param: String,
+        inner: Box<Clause>,
+    },
+    /// Compartment search: the resource names the patient through any of `params`.
+    InCompartment {
+        params: Vec<String>,
+        patient: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,7 +262,10 @@ pub fn parse(
     };
     let values_total: usize = params.iter().map(|(_, v)| v.split(',').count()).sum();
     if values_total > MAX_VALUES {
-        return Err(ParamError::new("query", format!("at most {MAX_VALUES} values may be searched at once")));
+        return Err(ParamError::new(
+            "query",
+            format!("at most {MAX_VALUES} values may be searched at once"),
+        ));
     }
     for (name, value) in params {
         if name != "_cursor" && name != "_format" && name != "_pretty" {
@@ -243,7 +297,12 @@ fn parse_one(
                 .parse()
                 .ok()
                 .filter(|n| (0..=MAX_COUNT).contains(n))
-                .ok_or_else(|| ParamError::new(name, format!("must be a whole number from 0 to {MAX_COUNT}")))?;
+                .ok_or_else(|| {
+                    ParamError::new(
+                        name,
+                        format!("must be a whole number from 0 to {MAX_COUNT}"),
+                    )
+                })?;
             return Ok(());
         }
         "_cursor" => {
@@ -258,7 +317,12 @@ fn parse_one(
                 "count" => Summary::Count,
                 "data" => Summary::Data,
                 "text" => Summary::Text,
-                _ => return Err(ParamError::new(name, "must be true, false, count, data or text")),
+                _ => {
+                    return Err(ParamError::new(
+                        name,
+                        "must be true, false, count, data or text",
+                    ))
+                }
             };
             return Ok(());
         }
@@ -272,8 +336,15 @@ fn parse_one(
             return Ok(());
         }
         "_elements" => {
-            let elements: Vec<String> = value.split(',').map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
-            if elements.iter().any(|e| !e.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
+            let elements: Vec<String> = value
+                .split(',')
+                .map(|e| e.trim().to_owned())
+                .filter(|e| !e.is_empty())
+                .collect();
+            if elements
+                .iter()
+                .any(|e| !e.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            {
                 return Err(ParamError::new(name, "must list element names"));
             }
             request.elements = Some(elements);
@@ -297,7 +368,10 @@ fn parse_one(
         }
         _ => {}
     }
-    if let Some(modifier) = name.strip_prefix("_include").or_else(|| name.strip_prefix("_revinclude")) {
+    if let Some(modifier) = name
+        .strip_prefix("_include")
+        .or_else(|| name.strip_prefix("_revinclude"))
+    {
         let reverse = name.starts_with("_revinclude");
         let iterate = match modifier {
             "" => false,
@@ -314,12 +388,19 @@ fn parse_one(
     }
     let [rtype] = types else {
         // Several types: only the parameters common to all resources.
-        if name == "_id" || name == "_lastUpdated" || ["_tag", "_profile", "_security", "_source"].contains(&name.split(':').next().unwrap_or(name)) {
+        if name == "_id"
+            || name == "_lastUpdated"
+            || ["_tag", "_profile", "_security", "_source"]
+                .contains(&name.split(':').next().unwrap_or(name))
+        {
             let clause = parse_clause(registry, ResourceType::Patient, name, value, 0)?;
             request.clauses.push(clause);
             return Ok(());
         }
-        return Err(ParamError::unknown(name, "only parameters common to every resource type can be used with _type"));
+        return Err(ParamError::unknown(
+            name,
+            "only parameters common to every resource type can be used with _type",
+        ));
     };
     let clause = parse_clause(registry, *rtype, name, value, 0)?;
     request.clauses.push(clause);
@@ -338,25 +419,42 @@ fn sort_kind(registry: &Registry, types: &[ResourceType], code: &str) -> Option<
     }
 }
 
-fn parse_include(registry: &Registry, name: &str, value: &str, iterate: bool) -> Result<Include, ParamError> {
+fn parse_include(
+    registry: &Registry,
+    name: &str,
+    value: &str,
+    iterate: bool,
+) -> Result<Include, ParamError> {
     let parts: Vec<&str> = value.split(':').collect();
     let source = parts
         .first()
         .and_then(|t| ResourceType::parse(t))
-        .ok_or_else(|| ParamError::new(name, format!("'{value}' does not start with a supported resource type")))?;
+        .ok_or_else(|| {
+            ParamError::new(
+                name,
+                format!("'{value}' does not start with a supported resource type"),
+            )
+        })?;
     let param = match parts.get(1) {
         None | Some(&"*") => None,
         Some(code) => {
             let param = registry
                 .get(source, code)
                 .filter(|p| p.kind == ParamType::Reference)
-                .ok_or_else(|| ParamError::new(name, format!("{code} is not a reference parameter of {source}")))?;
+                .ok_or_else(|| {
+                    ParamError::new(
+                        name,
+                        format!("{code} is not a reference parameter of {source}"),
+                    )
+                })?;
             Some(param.code.clone())
         }
     };
     let target = match parts.get(2) {
         None => None,
-        Some(t) => Some(ResourceType::parse(t).ok_or_else(|| ParamError::new(name, format!("{t} is not a supported resource type")))?),
+        Some(t) => Some(ResourceType::parse(t).ok_or_else(|| {
+            ParamError::new(name, format!("{t} is not a supported resource type"))
+        })?),
     };
     if parts.len() > 3 {
         return Err(ParamError::new(name, "expected Type:param[:Target]"));
@@ -370,21 +468,42 @@ fn parse_include(registry: &Registry, name: &str, value: &str, iterate: bool) ->
 }
 
 /// One search parameter (possibly chained or reverse-chained) on `rtype`.
-fn parse_clause(registry: &Registry, rtype: ResourceType, name: &str, value: &str, depth: usize) -> Result<Clause, ParamError> {
+fn parse_clause(
+    registry: &Registry,
+    rtype: ResourceType,
+    name: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Clause, ParamError> {
     if depth > MAX_CHAIN_DEPTH {
-        return Err(ParamError::new(name, format!("chains may be at most {MAX_CHAIN_DEPTH} deep")));
+        return Err(ParamError::new(
+            name,
+            format!("chains may be at most {MAX_CHAIN_DEPTH} deep"),
+        ));
     }
     if let Some(rest) = name.strip_prefix("_has:") {
         // _has:Source:reference:parameter
         let mut parts = rest.splitn(3, ':');
-        let (Some(source), Some(reference), Some(inner)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(ParamError::new(name, "expected _has:Type:reference:parameter"));
+        let (Some(source), Some(reference), Some(inner)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(ParamError::new(
+                name,
+                "expected _has:Type:reference:parameter",
+            ));
         };
-        let source = ResourceType::parse(source).ok_or_else(|| ParamError::new(name, format!("{source} is not a supported resource type")))?;
+        let source = ResourceType::parse(source).ok_or_else(|| {
+            ParamError::new(name, format!("{source} is not a supported resource type"))
+        })?;
         let param = registry
             .get(source, reference)
             .filter(|p| p.kind == ParamType::Reference)
-            .ok_or_else(|| ParamError::new(name, format!("{reference} is not a reference parameter of {source}")))?;
+            .ok_or_else(|| {
+                ParamError::new(
+                    name,
+                    format!("{reference} is not a reference parameter of {source}"),
+                )
+            })?;
         let inner = parse_clause(registry, source, inner, value, depth + 1)?;
         return Ok(Clause::Has {
             source,
@@ -401,11 +520,24 @@ fn parse_clause(registry: &Registry, rtype: ResourceType, name: &str, value: &st
         let param = registry
             .get(rtype, code)
             .filter(|p| p.kind == ParamType::Reference)
-            .ok_or_else(|| ParamError::unknown(name, format!("{code} is not a reference parameter of {rtype}, so it cannot be chained")))?;
+            .ok_or_else(|| {
+                ParamError::unknown(
+                    name,
+                    format!(
+                        "{code} is not a reference parameter of {rtype}, so it cannot be chained"
+                    ),
+                )
+            })?;
         let target = match type_modifier {
-            Some(t) => ResourceType::parse(t).ok_or_else(|| ParamError::new(name, format!("{t} is not a supported resource type")))?,
+            Some(t) => ResourceType::parse(t).ok_or_else(|| {
+                ParamError::new(name, format!("{t} is not a supported resource type"))
+            })?,
             None => {
-                let stored: Vec<ResourceType> = param.targets.iter().filter_map(|t| ResourceType::parse(t)).collect();
+                let stored: Vec<ResourceType> = param
+                    .targets
+                    .iter()
+                    .filter_map(|t| ResourceType::parse(t))
+                    .collect();
                 match stored.as_slice() {
                     [one] => *one,
                     _ => {
@@ -428,9 +560,12 @@ fn parse_clause(registry: &Registry, rtype: ResourceType, name: &str, value: &st
         Some((code, modifier)) => (code, Some(modifier)),
         None => (name, None),
     };
-    let param = registry
-        .get(rtype, code)
-        .ok_or_else(|| ParamError::unknown(name, format!("unknown search parameter '{code}' for {rtype}")))?;
+    let param = registry.get(rtype, code).ok_or_else(|| {
+        ParamError::unknown(
+            name,
+            format!("unknown search parameter '{code}' for {rtype}"),
+        )
+    })?;
     let values = split_values(value);
     if modifier == Some("missing") {
         let missing = match value {
@@ -440,7 +575,11 @@ fn parse_clause(registry: &Registry, rtype: ResourceType, name: &str, value: &st
         };
         if NATIVE.contains(&code) {
             // Every resource has an id and a lastUpdated.
-            return Ok(if missing { Clause::Id(Vec::new()) } else { Clause::LastUpdated(Vec::new()) });
+            return Ok(if missing {
+                Clause::Id(Vec::new())
+            } else {
+                Clause::LastUpdated(Vec::new())
+            });
         }
         return Ok(Clause::Missing {
             param: param.code.clone(),
@@ -459,7 +598,10 @@ fn parse_clause(registry: &Registry, rtype: ResourceType, name: &str, value: &st
             if modifier.is_some() {
                 return Err(ParamError::new(name, "_lastUpdated takes no modifier here"));
             }
-            let any_of = values.iter().map(|v| date_predicate(name, v)).collect::<Result<_, _>>()?;
+            let any_of = values
+                .iter()
+                .map(|v| date_predicate(name, v))
+                .collect::<Result<_, _>>()?;
             return Ok(Clause::LastUpdated(any_of));
         }
         _ => {}
@@ -477,7 +619,11 @@ fn parse_clause(registry: &Registry, rtype: ResourceType, name: &str, value: &st
                 .iter()
                 .map(|v| Predicate::String {
                     mode,
-                    value: if mode == StringMode::Exact { v.clone() } else { fold(v) },
+                    value: if mode == StringMode::Exact {
+                        v.clone()
+                    } else {
+                        fold(v)
+                    },
                 })
                 .collect()
         }
@@ -501,14 +647,26 @@ fn parse_clause(registry: &Registry, rtype: ResourceType, name: &str, value: &st
             };
             values
                 .iter()
-                .map(|v| if text { Predicate::Token(TokenMatch::Text(fold(v))) } else { Predicate::Token(token(v)) })
+                .map(|v| {
+                    if text {
+                        Predicate::Token(TokenMatch::Text(fold(v)))
+                    } else {
+                        Predicate::Token(token(v))
+                    }
+                })
                 .collect()
         }
         ParamType::Date => {
             if let Some(m) = modifier {
-                return Err(ParamError::new(name, format!("unknown modifier :{m} for a date parameter (use :missing)")));
+                return Err(ParamError::new(
+                    name,
+                    format!("unknown modifier :{m} for a date parameter (use :missing)"),
+                ));
             }
-            values.iter().map(|v| date_predicate(name, v)).collect::<Result<_, _>>()?
+            values
+                .iter()
+                .map(|v| date_predicate(name, v))
+                .collect::<Result<_, _>>()?
         }
         ParamType::Reference => {
             let type_filter = match modifier {
@@ -543,9 +701,18 @@ fn parse_clause(registry: &Registry, rtype: ResourceType, name: &str, value: &st
         }
         ParamType::Quantity | ParamType::Number => {
             if let Some(m) = modifier {
-                return Err(ParamError::new(name, format!("unknown modifier :{m} for a {} parameter (use :missing)", param.kind.as_str())));
+                return Err(ParamError::new(
+                    name,
+                    format!(
+                        "unknown modifier :{m} for a {} parameter (use :missing)",
+                        param.kind.as_str()
+                    ),
+                ));
             }
-            values.iter().map(|v| quantity(name, v)).collect::<Result<_, _>>()?
+            values
+                .iter()
+                .map(|v| quantity(name, v))
+                .collect::<Result<_, _>>()?
         }
         ParamType::Uri => {
             let mode = match modifier {
@@ -554,10 +721,19 @@ fn parse_clause(registry: &Registry, rtype: ResourceType, name: &str, value: &st
                 Some("above") => UriMode::Above,
                 Some(m) => return Err(ParamError::new(name, format!("unknown modifier :{m} for a uri parameter (use :below, :above or :missing)"))),
             };
-            values.iter().map(|v| Predicate::Uri { mode, value: v.clone() }).collect()
+            values
+                .iter()
+                .map(|v| Predicate::Uri {
+                    mode,
+                    value: v.clone(),
+                })
+                .collect()
         }
         ParamType::Composite | ParamType::Special => {
-            return Err(ParamError::unknown(name, format!("{code} is not supported")));
+            return Err(ParamError::unknown(
+                name,
+                format!("{code} is not supported"),
+            ));
         }
     };
     Ok(Clause::Param {
@@ -604,7 +780,10 @@ fn split_pipe(value: &str) -> (Option<String>, String) {
         }
     }
     match index {
-        Some(i) => (Some(value[..i].replace("\\|", "|")), value[i + 1..].replace("\\|", "|")),
+        Some(i) => (
+            Some(value[..i].replace("\\|", "|")),
+            value[i + 1..].replace("\\|", "|"),
+        ),
         None => (None, value.replace("\\|", "|")),
     }
 }
@@ -616,7 +795,9 @@ fn token(value: &str) -> TokenMatch {
         (Some(system), code) => {
             // NHS numbers are searched as people write them: spaces removed.
             let code = if is_nhs_number_system(&system) {
-                NhsNumber::parse_lenient(&code).map(|n| n.to_string()).unwrap_or(code)
+                NhsNumber::parse_lenient(&code)
+                    .map(|n| n.to_string())
+                    .unwrap_or(code)
             } else {
                 code
             };
@@ -625,7 +806,10 @@ fn token(value: &str) -> TokenMatch {
             } else {
                 system
             };
-            TokenMatch::Code { system: Some(system), code }
+            TokenMatch::Code {
+                system: Some(system),
+                code,
+            }
         }
     }
 }
@@ -633,12 +817,17 @@ fn token(value: &str) -> TokenMatch {
 fn of_type(name: &str, value: &str) -> Result<Predicate, ParamError> {
     let parts: Vec<&str> = value.splitn(3, '|').collect();
     match parts.as_slice() {
-        [system, code, value] if !code.is_empty() && !value.is_empty() => Ok(Predicate::Token(TokenMatch::OfType {
-            system: (*system).to_owned(),
-            code: (*code).to_owned(),
-            value: (*value).to_owned(),
-        })),
-        _ => Err(ParamError::new(name, ":of-type takes [type system]|[type code]|[value]")),
+        [system, code, value] if !code.is_empty() && !value.is_empty() => {
+            Ok(Predicate::Token(TokenMatch::OfType {
+                system: (*system).to_owned(),
+                code: (*code).to_owned(),
+                value: (*value).to_owned(),
+            }))
+        }
+        _ => Err(ParamError::new(
+            name,
+            ":of-type takes [type system]|[type code]|[value]",
+        )),
     }
 }
 
@@ -654,10 +843,21 @@ fn quantity(name: &str, value: &str) -> Result<Predicate, ParamError> {
     let (prefix, rest) = Prefix::split(value);
     let mut parts = rest.splitn(3, '|');
     let number = parts.next().unwrap_or_default();
-    let (low, high) = number_range(number).ok_or_else(|| ParamError::new(name, format!("'{value}' is not a number, optionally with a prefix and |system|code")))?;
+    let (low, high) = number_range(number).ok_or_else(|| {
+        ParamError::new(
+            name,
+            format!("'{value}' is not a number, optionally with a prefix and |system|code"),
+        )
+    })?;
     let system = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
     let code = parts.next().filter(|s| !s.is_empty()).map(str::to_owned);
-    Ok(Predicate::Quantity { prefix, low, high, system, code })
+    Ok(Predicate::Quantity {
+        prefix,
+        low,
+        high,
+        system,
+        code,
+    })
 }
 
 fn reference(name: &str, value: &str, type_filter: Option<&str>) -> Result<Predicate, ParamError> {
@@ -669,11 +869,22 @@ fn reference(name: &str, value: &str, type_filter: Option<&str>) -> Result<Predi
         [id] => (type_filter.map(str::to_owned), *id),
         [t, id] | [t, id, "_history", _] => {
             if type_filter.is_some_and(|f| f != *t) {
-                return Err(ParamError::new(name, format!("'{value}' does not match the :{} modifier", type_filter.unwrap_or_default())));
+                return Err(ParamError::new(
+                    name,
+                    format!(
+                        "'{value}' does not match the :{} modifier",
+                        type_filter.unwrap_or_default()
+                    ),
+                ));
             }
             (Some((*t).to_owned()), *id)
         }
-        _ => return Err(ParamError::new(name, format!("'{value}' is not a reference (id, Type/id or an absolute URL)"))),
+        _ => {
+            return Err(ParamError::new(
+                name,
+                format!("'{value}' is not a reference (id, Type/id or an absolute URL)"),
+            ))
+        }
     };
     if crate::fhir::ResourceId::parse(id).is_none() {
         return Err(ParamError::new(name, format!("'{id}' is not a valid id")));
@@ -691,12 +902,18 @@ mod tests {
     #[test]
     fn values_split_and_unescape() {
         assert_eq!(split_values("a,b\\,c"), ["a", "b,c"]);
-        assert_eq!(split_pipe("http://s|c"), (Some("http://s".into()), "c".into()));
+        assert_eq!(
+            split_pipe("http://s|c"),
+            (Some("http://s".into()), "c".into())
+        );
         assert_eq!(split_pipe("|c"), (Some(String::new()), "c".into()));
         assert_eq!(split_pipe("a\\|b"), (None, "a|b".into()));
         assert_eq!(
             token("https://fhir.nhs.uk/Id/nhs-number|943 476 5919"),
-            TokenMatch::Code { system: Some("https://fhir.nhs.uk/Id/nhs-number".into()), code: "9434765919".into() }
+            TokenMatch::Code {
+                system: Some("https://fhir.nhs.uk/Id/nhs-number".into()),
+                code: "9434765919".into()
+            }
         );
         assert_eq!(Prefix::split("ge2020"), (Prefix::Ge, "2020"));
         assert_eq!(Prefix::split("2020"), (Prefix::Eq, "2020"));

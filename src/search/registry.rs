@@ -87,7 +87,9 @@ impl Registry {
     pub fn load(defs: &Definitions, search_parameters: &[Value]) -> Self {
         let mut registry = Registry::default();
         for sp in search_parameters {
-            let Some(code) = sp["code"].as_str() else { continue };
+            let Some(code) = sp["code"].as_str() else {
+                continue;
+            };
             if UNSUPPORTED.contains(&code) {
                 continue;
             }
@@ -97,13 +99,16 @@ impl Registry {
             if matches!(kind, ParamType::Composite | ParamType::Special) {
                 continue;
             }
-            let expression = sp["expression"].as_str().and_then(|text| match Expression::parse(text) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    log::warn!("search parameter {code}: expression not usable: {e}");
-                    None
-                }
-            });
+            let expression =
+                sp["expression"]
+                    .as_str()
+                    .and_then(|text| match Expression::parse(text) {
+                        Ok(e) => Some(e),
+                        Err(e) => {
+                            log::warn!("search parameter {code}: expression not usable: {e}");
+                            None
+                        }
+                    });
             if expression.is_none() && !NATIVE.contains(&code) {
                 continue;
             }
@@ -114,12 +119,21 @@ impl Registry {
                 .filter_map(Value::as_str)
                 .map(str::to_owned)
                 .collect();
-            let bases: Vec<&str> = sp["base"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            let applies_to: Vec<ResourceType> = if bases.contains(&"Resource") || bases.contains(&"DomainResource") {
-                ResourceType::ALL.to_vec()
-            } else {
-                bases.iter().filter_map(|b| ResourceType::parse(b)).collect()
-            };
+            let bases: Vec<&str> = sp["base"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let applies_to: Vec<ResourceType> =
+                if bases.contains(&"Resource") || bases.contains(&"DomainResource") {
+                    ResourceType::ALL.to_vec()
+                } else {
+                    bases
+                        .iter()
+                        .filter_map(|b| ResourceType::parse(b))
+                        .collect()
+                };
             for rtype in applies_to {
                 let element_types = sp["expression"]
                     .as_str()
@@ -148,12 +162,16 @@ impl Registry {
 
     /// The parameters of a type, by code.
     pub fn params(&self, rtype: ResourceType) -> impl Iterator<Item = &SearchParam> {
-        self.by_type.get(&rtype).into_iter().flat_map(|m| m.values())
+        self.by_type
+            .get(&rtype)
+            .into_iter()
+            .flat_map(|m| m.values())
     }
 
     /// The parameters whose values are indexed (all but the native ones).
     pub fn indexed(&self, rtype: ResourceType) -> impl Iterator<Item = &SearchParam> {
-        self.params(rtype).filter(|p| p.expression.is_some() && !NATIVE.contains(&p.code.as_str()))
+        self.params(rtype)
+            .filter(|p| p.expression.is_some() && !NATIVE.contains(&p.code.as_str()))
     }
 }
 
@@ -163,7 +181,11 @@ impl Registry {
 fn element_types(defs: &Definitions, rtype: ResourceType, expression: &str) -> Vec<String> {
     let mut types = Vec::new();
     for part in split_top_level(expression, '|') {
-        let part = part.trim().trim_start_matches('(').trim_end_matches(')').trim();
+        let part = part
+            .trim()
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .trim();
         if let Some((_, cast)) = part.split_once(" as ") {
             types.push(cast.trim().trim_end_matches(')').to_owned());
             continue;
@@ -195,7 +217,10 @@ fn resolve_path(defs: &Definitions, root: &str, segments: &[&str]) -> Option<Vec
             structure
                 .children(&element_id)
                 .find(|c| c.choice && c.name == *segment)
-                .map(|element| crate::fhir::definitions::ChildMatch { element, type_code: None })
+                .map(|element| crate::fhir::definitions::ChildMatch {
+                    element,
+                    type_code: None,
+                })
         })?;
         current = match child.type_code {
             Some(t) => vec![t.to_owned()],
@@ -235,7 +260,12 @@ fn strip_calls(part: &str) -> String {
     }
     // `a.where` is left with a trailing `.where`; drop function names.
     out.split('.')
-        .filter(|s| !matches!(*s, "where" | "exists" | "resolve" | "ofType" | "first" | "empty" | "not"))
+        .filter(|s| {
+            !matches!(
+                *s,
+                "where" | "exists" | "resolve" | "ofType" | "first" | "empty" | "not"
+            )
+        })
         .collect::<Vec<_>>()
         .join(".")
 }
@@ -267,7 +297,10 @@ mod tests {
 
     fn registry() -> Registry {
         let defs = Definitions::shared().unwrap();
-        let params: Vec<Value> = defs.conformance("SearchParameter").map(|r| (**r).clone()).collect();
+        let params: Vec<Value> = defs
+            .conformance("SearchParameter")
+            .map(|r| (**r).clone())
+            .collect();
         Registry::load(&defs, &params)
     }
 
@@ -277,18 +310,55 @@ mod tests {
         let identifier = r.get(ResourceType::Patient, "identifier").unwrap();
         assert_eq!(identifier.kind, ParamType::Token);
         assert_eq!(identifier.element_types, ["Identifier"]);
-        assert_eq!(r.get(ResourceType::Patient, "name").unwrap().element_types, ["HumanName"]);
-        assert_eq!(r.get(ResourceType::Patient, "family").unwrap().element_types, ["string"]);
-        assert_eq!(r.get(ResourceType::Patient, "email").unwrap().element_types, ["ContactPoint"]);
-        assert_eq!(r.get(ResourceType::Patient, "death-date").unwrap().element_types, ["dateTime"]);
-        assert_eq!(r.get(ResourceType::Encounter, "patient").unwrap().element_types, ["Reference"]);
-        assert_eq!(r.get(ResourceType::Encounter, "length").unwrap().element_types, ["Duration"]);
-        let occurrence = &r.get(ResourceType::ServiceRequest, "occurrence").unwrap().element_types;
-        assert!(occurrence.contains(&"Period".to_owned()) && occurrence.contains(&"dateTime".to_owned()), "{occurrence:?}");
+        assert_eq!(
+            r.get(ResourceType::Patient, "name").unwrap().element_types,
+            ["HumanName"]
+        );
+        assert_eq!(
+            r.get(ResourceType::Patient, "family")
+                .unwrap()
+                .element_types,
+            ["string"]
+        );
+        assert_eq!(
+            r.get(ResourceType::Patient, "email").unwrap().element_types,
+            ["ContactPoint"]
+        );
+        assert_eq!(
+            r.get(ResourceType::Patient, "death-date")
+                .unwrap()
+                .element_types,
+            ["dateTime"]
+        );
+        assert_eq!(
+            r.get(ResourceType::Encounter, "patient")
+                .unwrap()
+                .element_types,
+            ["Reference"]
+        );
+        assert_eq!(
+            r.get(ResourceType::Encounter, "length")
+                .unwrap()
+                .element_types,
+            ["Duration"]
+        );
+        let occurrence = &r
+            .get(ResourceType::ServiceRequest, "occurrence")
+            .unwrap()
+            .element_types;
+        assert!(
+            occurrence.contains(&"Period".to_owned())
+                && occurrence.contains(&"dateTime".to_owned()),
+            "{occurrence:?}"
+        );
         assert!(r.get(ResourceType::Patient, "_tag").is_some());
         assert!(r.get(ResourceType::Location, "_profile").is_some());
         assert!(r.get(ResourceType::Patient, "_id").is_some());
         assert!(r.get(ResourceType::Patient, "near").is_none());
-        assert!(r.get(ResourceType::Encounter, "subject").unwrap().targets.contains(&"Patient".to_owned()));
+        assert!(r
+            .get(ResourceType::Encounter, "subject")
+            .unwrap()
+            .targets
+            .contains(&"Patient".to_owned()));
     }
 }

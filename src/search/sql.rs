@@ -6,7 +6,10 @@
 //! keyset pages: the cursor holds the last row's sort keys and key, so a page link stays valid
 //! while data changes and a walk never repeats or skips a match.
 
-use super::query::{Clause, Predicate, Prefix, ReferenceMatch, SearchRequest, SortKey, StringMode, TokenMatch, UriMode};
+use super::query::{
+    Clause, Predicate, Prefix, ReferenceMatch, SearchRequest, SortKey, StringMode, TokenMatch,
+    UriMode,
+};
 use super::registry::ParamType;
 use super::values::prefix_upper_bound;
 use crate::fhir::ResourceType;
@@ -135,9 +138,17 @@ pub fn select(system_id: i64, request: &SearchRequest, own_base: &str, page: &Pa
     for key in &request.sort {
         let descending = key.descending != page.backwards;
         sort_expression(&mut sql, key);
-        sql.push(if descending { " DESC NULLS LAST, " } else { " ASC NULLS FIRST, " });
+        sql.push(if descending {
+            " DESC NULLS LAST, "
+        } else {
+            " ASC NULLS FIRST, "
+        });
     }
-    sql.push(if page.backwards { "r.pk DESC" } else { "r.pk ASC" });
+    sql.push(if page.backwards {
+        "r.pk DESC"
+    } else {
+        "r.pk ASC"
+    });
     sql.push(" LIMIT ");
     sql.int(i64::try_from(page.limit).unwrap_or(i64::MAX));
     sql
@@ -163,7 +174,11 @@ fn filter(sql: &mut Sql, system_id: i64, request: &SearchRequest, own_base: &str
         sql.text(rtype.as_str());
     }
     sql.push(") AND r.deleted = FALSE");
-    let rtype = request.types.first().copied().unwrap_or(ResourceType::Patient);
+    let rtype = request
+        .types
+        .first()
+        .copied()
+        .unwrap_or(ResourceType::Patient);
     for clause in &request.clauses {
         sql.push(" AND ");
         clause_sql(sql, system_id, "r", rtype, clause, own_base);
@@ -182,7 +197,14 @@ fn table(kind: ParamType) -> &'static str {
 }
 
 /// One clause on the resource aliased `alias`, of type `rtype`.
-fn clause_sql(sql: &mut Sql, system_id: i64, alias: &str, rtype: ResourceType, clause: &Clause, own_base: &str) {
+fn clause_sql(
+    sql: &mut Sql,
+    system_id: i64,
+    alias: &str,
+    rtype: ResourceType,
+    clause: &Clause,
+    own_base: &str,
+) {
     match clause {
         Clause::Id(ids) => {
             if ids.is_empty() {
@@ -215,15 +237,32 @@ fn clause_sql(sql: &mut Sql, system_id: i64, alias: &str, rtype: ResourceType, c
             }
             sql.push(")");
         }
-        Clause::Missing { param, kind, missing } => {
-            sql.push(&format!("{alias}.pk {}IN (SELECT resource_pk FROM {} WHERE system_id = ", if *missing { "NOT " } else { "" }, table(*kind)));
+        Clause::Missing {
+            param,
+            kind,
+            missing,
+        } => {
+            sql.push(&format!(
+                "{alias}.pk {}IN (SELECT resource_pk FROM {} WHERE system_id = ",
+                if *missing { "NOT " } else { "" },
+                table(*kind)
+            ));
             sql.int(system_id);
             sql.push(" AND param = ");
             sql.text(param);
             sql.push(")");
         }
-        Clause::Param { param, kind, negate, any_of } => {
-            sql.push(&format!("{alias}.pk {}IN (SELECT resource_pk FROM {} WHERE system_id = ", if *negate { "NOT " } else { "" }, table(*kind)));
+        Clause::Param {
+            param,
+            kind,
+            negate,
+            any_of,
+        } => {
+            sql.push(&format!(
+                "{alias}.pk {}IN (SELECT resource_pk FROM {} WHERE system_id = ",
+                if *negate { "NOT " } else { "" },
+                table(*kind)
+            ));
             sql.int(system_id);
             sql.push(" AND param = ");
             sql.text(param);
@@ -236,7 +275,11 @@ fn clause_sql(sql: &mut Sql, system_id: i64, alias: &str, rtype: ResourceType, c
             }
             sql.push("))");
         }
-        Clause::Chain { param, target, inner } => {
+        Clause::Chain {
+            param,
+            target,
+            inner,
+        } => {
             let sr = sql.alias("sr");
             let c = sql.alias("c");
             sql.push(&format!("{alias}.pk IN (SELECT {sr}.resource_pk FROM search_reference {sr} WHERE {sr}.system_id = "));
@@ -245,7 +288,9 @@ fn clause_sql(sql: &mut Sql, system_id: i64, alias: &str, rtype: ResourceType, c
             sql.text(param);
             sql.push(&format!(" AND {sr}.target_type = "));
             sql.text(target.as_str());
-            sql.push(&format!(" AND {sr}.target_id IN (SELECT {c}.id FROM resources {c} WHERE {c}.system_id = "));
+            sql.push(&format!(
+                " AND {sr}.target_id IN (SELECT {c}.id FROM resources {c} WHERE {c}.system_id = "
+            ));
             sql.int(system_id);
             sql.push(&format!(" AND {c}.resource_type = "));
             sql.text(target.as_str());
@@ -253,7 +298,22 @@ fn clause_sql(sql: &mut Sql, system_id: i64, alias: &str, rtype: ResourceType, c
             clause_sql(sql, system_id, &c, *target, inner, own_base);
             sql.push("))");
         }
-        Clause::Has { source, param, inner } => {
+        Clause::InCompartment { params, patient } => {
+            sql.push(&format!(
+                "{alias}.pk IN (SELECT resource_pk FROM search_reference WHERE system_id = "
+            ));
+            sql.int(system_id);
+            sql.push(" AND target_type = 'Patient' AND target_id = ");
+            sql.text(patient);
+            sql.push(" AND param IN (");
+            list_texts(sql, params);
+            sql.push("))");
+        }
+        Clause::Has {
+            source,
+            param,
+            inner,
+        } => {
             let sr = sql.alias("sr");
             let h = sql.alias("h");
             sql.push(&format!(
@@ -328,7 +388,11 @@ fn predicate_sql(sql: &mut Sql, predicate: &Predicate, own_base: &str) {
                 sql.push(" AND code <> '')");
             }
             TokenMatch::Text(text) => prefix_range(sql, "text_norm", text),
-            TokenMatch::OfType { system, code, value } => {
+            TokenMatch::OfType {
+                system,
+                code,
+                value,
+            } => {
                 sql.push("(type_system = ");
                 sql.text(system);
                 sql.push(" AND type_code = ");
@@ -338,9 +402,13 @@ fn predicate_sql(sql: &mut Sql, predicate: &Predicate, own_base: &str) {
                 sql.push(")");
             }
         },
-        Predicate::Date { prefix, low, high } => date_condition(sql, "low", "high", *prefix, *low, *high),
+        Predicate::Date { prefix, low, high } => {
+            date_condition(sql, "low", "high", *prefix, *low, *high)
+        }
         Predicate::Reference(reference) => match reference {
-            ReferenceMatch::Local { target_type, id } => local_reference(sql, target_type.as_deref(), id),
+            ReferenceMatch::Local { target_type, id } => {
+                local_reference(sql, target_type.as_deref(), id)
+            }
             ReferenceMatch::Url(url) => {
                 // A URL on this server's own base is a local reference.
                 let local = url
@@ -348,7 +416,9 @@ fn predicate_sql(sql: &mut Sql, predicate: &Predicate, own_base: &str) {
                     .and_then(|rest| rest.strip_prefix('/'))
                     .map(|rest| rest.split('/').collect::<Vec<_>>());
                 match local.as_deref() {
-                    Some([t, id]) | Some([t, id, "_history", _]) => local_reference(sql, Some(t), id),
+                    Some([t, id]) | Some([t, id, "_history", _]) => {
+                        local_reference(sql, Some(t), id)
+                    }
                     _ => {
                         sql.push("url = ");
                         sql.text(url);
@@ -365,15 +435,28 @@ fn predicate_sql(sql: &mut Sql, predicate: &Predicate, own_base: &str) {
                 sql.push(")");
             }
         },
-        Predicate::Quantity { prefix, low, high, system, code } => {
+        Predicate::Quantity {
+            prefix,
+            low,
+            high,
+            system,
+            code,
+        } => {
             let value = (low + high) / 2.0;
             sql.push("(");
             match prefix {
                 Prefix::Eq => {
-                    sql.push("value >= ").bind(Bind::Float(*low)).push(" AND value < ").bind(Bind::Float(*high));
+                    sql.push("value >= ")
+                        .bind(Bind::Float(*low))
+                        .push(" AND value < ")
+                        .bind(Bind::Float(*high));
                 }
                 Prefix::Ne => {
-                    sql.push("(value < ").bind(Bind::Float(*low)).push(" OR value >= ").bind(Bind::Float(*high)).push(")");
+                    sql.push("(value < ")
+                        .bind(Bind::Float(*low))
+                        .push(" OR value >= ")
+                        .bind(Bind::Float(*high))
+                        .push(")");
                 }
                 Prefix::Gt | Prefix::Sa => {
                     sql.push("value > ").bind(Bind::Float(value));
@@ -389,7 +472,10 @@ fn predicate_sql(sql: &mut Sql, predicate: &Predicate, own_base: &str) {
                 }
                 Prefix::Ap => {
                     let margin = (value * 0.1).abs().max(high - low);
-                    sql.push("value >= ").bind(Bind::Float(value - margin)).push(" AND value <= ").bind(Bind::Float(value + margin));
+                    sql.push("value >= ")
+                        .bind(Bind::Float(value - margin))
+                        .push(" AND value <= ")
+                        .bind(Bind::Float(value + margin));
                 }
             }
             if let Some(system) = system {
@@ -429,13 +515,28 @@ fn local_reference(sql: &mut Sql, target_type: Option<&str>, id: &str) {
 
 /// A value covering `[low_col, high_col]` compared with the search range `[low, high]`, as the
 /// R4 prefixes define (<https://hl7.org/fhir/R4/search.html#prefix>).
-fn date_condition(sql: &mut Sql, low_col: &str, high_col: &str, prefix: Prefix, low: i64, high: i64) {
+fn date_condition(
+    sql: &mut Sql,
+    low_col: &str,
+    high_col: &str,
+    prefix: Prefix,
+    low: i64,
+    high: i64,
+) {
     match prefix {
         Prefix::Eq => {
-            sql.push(&format!("({low_col} >= ")).int(low).push(&format!(" AND {high_col} <= ")).int(high).push(")");
+            sql.push(&format!("({low_col} >= "))
+                .int(low)
+                .push(&format!(" AND {high_col} <= "))
+                .int(high)
+                .push(")");
         }
         Prefix::Ne => {
-            sql.push(&format!("({low_col} < ")).int(low).push(&format!(" OR {high_col} > ")).int(high).push(")");
+            sql.push(&format!("({low_col} < "))
+                .int(low)
+                .push(&format!(" OR {high_col} > "))
+                .int(high)
+                .push(")");
         }
         Prefix::Gt => {
             sql.push(&format!("{high_col} > ")).int(high);
@@ -445,11 +546,19 @@ fn date_condition(sql: &mut Sql, low_col: &str, high_col: &str, prefix: Prefix, 
         }
         Prefix::Ge => {
             sql.push(&format!("({high_col} > ")).int(high);
-            sql.push(&format!(" OR ({low_col} >= ")).int(low).push(&format!(" AND {high_col} <= ")).int(high).push("))");
+            sql.push(&format!(" OR ({low_col} >= "))
+                .int(low)
+                .push(&format!(" AND {high_col} <= "))
+                .int(high)
+                .push("))");
         }
         Prefix::Le => {
             sql.push(&format!("({low_col} < ")).int(low);
-            sql.push(&format!(" OR ({low_col} >= ")).int(low).push(&format!(" AND {high_col} <= ")).int(high).push("))");
+            sql.push(&format!(" OR ({low_col} >= "))
+                .int(low)
+                .push(&format!(" AND {high_col} <= "))
+                .int(high)
+                .push("))");
         }
         Prefix::Sa => {
             sql.push(&format!("{low_col} > ")).int(high);
@@ -462,8 +571,11 @@ fn date_condition(sql: &mut Sql, low_col: &str, high_col: &str, prefix: Prefix, 
             let now = chrono::Utc::now().timestamp_millis();
             let middle = low / 2 + high / 2;
             let margin = ((now - middle).abs() / 10).max(86_400_000);
-            sql.push(&format!("({low_col} <= ")).int(high.saturating_add(margin));
-            sql.push(&format!(" AND {high_col} >= ")).int(low.saturating_sub(margin)).push(")");
+            sql.push(&format!("({low_col} <= "))
+                .int(high.saturating_add(margin));
+            sql.push(&format!(" AND {high_col} >= "))
+                .int(low.saturating_sub(margin))
+                .push(")");
         }
     }
 }
@@ -493,7 +605,10 @@ fn sort_expression(sql: &mut Sql, key: &SortKey) {
                 ParamType::Quantity | ParamType::Number => "value",
                 _ => "value",
             };
-            sql.push(&format!("(SELECT {aggregate}({column}) FROM {} s WHERE s.resource_pk = r.pk AND s.param = ", table(kind)));
+            sql.push(&format!(
+                "(SELECT {aggregate}({column}) FROM {} s WHERE s.resource_pk = r.pk AND s.param = ",
+                table(kind)
+            ));
             sql.text(param);
             sql.push(")");
         }
@@ -538,7 +653,9 @@ fn key_bind(key: &SortKey, value: String) -> Bind {
         "_lastUpdated" => value.parse().map(Bind::Int).unwrap_or(Bind::Text(value)),
         _ => match key.kind {
             ParamType::Date => value.parse().map(Bind::Int).unwrap_or(Bind::Text(value)),
-            ParamType::Quantity | ParamType::Number => value.parse().map(Bind::Float).unwrap_or(Bind::Text(value)),
+            ParamType::Quantity | ParamType::Number => {
+                value.parse().map(Bind::Float).unwrap_or(Bind::Text(value))
+            }
             _ => Bind::Text(value),
         },
     }
@@ -587,7 +704,12 @@ fn beyond_key(sql: &mut Sql, key: &SortKey, _index: usize, value: Option<String>
 
 /// `_include`: the resources that the rows `source_pks` point at through `params` (optionally
 /// only of `target` type), in this local system, not deleted.
-pub fn include(system_id: i64, source_pks: &[i64], params: &[String], target: Option<ResourceType>) -> Sql {
+pub fn include(
+    system_id: i64,
+    source_pks: &[i64],
+    params: &[String],
+    target: Option<ResourceType>,
+) -> Sql {
     let mut sql = Sql::default();
     sql.push(
         "SELECT DISTINCT r.pk, r.resource_type, r.id, v.content, CAST(NULL AS TEXT) AS k0, \
@@ -612,7 +734,12 @@ pub fn include(system_id: i64, source_pks: &[i64], params: &[String], target: Op
 
 /// `_revinclude`: the `source` resources that point at any of `targets` (type, id) through
 /// `params`, in this local system, not deleted.
-pub fn revinclude(system_id: i64, source: ResourceType, params: &[String], targets: &[(String, String)]) -> Sql {
+pub fn revinclude(
+    system_id: i64,
+    source: ResourceType,
+    params: &[String],
+    targets: &[(String, String)],
+) -> Sql {
     let mut sql = Sql::default();
     sql.push(
         "SELECT DISTINCT r.pk, r.resource_type, r.id, v.content, CAST(NULL AS TEXT) AS k0, \
@@ -669,4 +796,69 @@ fn list_texts(sql: &mut Sql, values: &[String]) {
         }
         sql.text(v);
     }
+}
+
+/// `Patient/[id]/$everything`: the patient, everything in its compartment, and the
+/// Organizations, Practitioners, PractitionerRoles and Locations they refer to — keyset-paged in
+/// key order, optionally since an instant and of some types only.
+pub fn everything(
+    system_id: i64,
+    patient_id: &str,
+    compartment_params: &[String],
+    types: &[ResourceType],
+    since: Option<i64>,
+    page: &Page,
+) -> Sql {
+    let members = |sql: &mut Sql| {
+        sql.push("SELECT p.pk FROM resources p WHERE p.system_id = ");
+        sql.int(system_id);
+        sql.push(" AND p.resource_type = 'Patient' AND p.id = ");
+        sql.text(patient_id);
+        sql.push(" UNION SELECT m.resource_pk FROM search_reference m WHERE m.system_id = ");
+        sql.int(system_id);
+        sql.push(" AND m.target_type = 'Patient' AND m.target_id = ");
+        sql.text(patient_id);
+        sql.push(" AND m.param IN (");
+        list_texts(sql, compartment_params);
+        sql.push(")");
+    };
+    let mut sql = Sql::new(
+        "SELECT r.pk, r.resource_type, r.id, v.content, CAST(NULL AS TEXT) AS k0, \
+         CAST(NULL AS TEXT) AS k1, CAST(NULL AS TEXT) AS k2 FROM resources r \
+         JOIN resource_versions v ON v.system_id = r.system_id AND v.resource_pk = r.pk AND v.version_id = r.version_id \
+         WHERE r.system_id = ",
+    );
+    sql.int(system_id);
+    sql.push(" AND r.deleted = FALSE AND (r.pk IN (");
+    members(&mut sql);
+    sql.push(") OR (r.resource_type IN ('Organization', 'Practitioner', 'PractitionerRole', 'Location') AND r.id IN (SELECT s.target_id FROM search_reference s WHERE s.system_id = ");
+    sql.int(system_id);
+    sql.push(" AND s.target_type = r.resource_type AND s.resource_pk IN (");
+    members(&mut sql);
+    sql.push("))))");
+    if !types.is_empty() {
+        sql.push(" AND r.resource_type IN (");
+        let names: Vec<String> = types.iter().map(|t| t.as_str().to_owned()).collect();
+        list_texts(&mut sql, &names);
+        sql.push(")");
+    }
+    if let Some(since) = since {
+        sql.push(" AND r.last_updated >= ");
+        sql.int(since);
+    }
+    if let Some(from) = &page.from {
+        sql.push(if page.backwards {
+            " AND r.pk < "
+        } else {
+            " AND r.pk > "
+        });
+        sql.int(from.pk);
+    }
+    sql.push(if page.backwards {
+        " ORDER BY r.pk DESC LIMIT "
+    } else {
+        " ORDER BY r.pk ASC LIMIT "
+    });
+    sql.int(i64::try_from(page.limit).unwrap_or(i64::MAX));
+    sql
 }

@@ -43,7 +43,10 @@ pub fn date_range(text: &str) -> Option<(i64, i64)> {
         return None;
     }
     let (first, last) = match parts.len() {
-        1 => (NaiveDate::from_ymd_opt(year, 1, 1)?, NaiveDate::from_ymd_opt(year, 12, 31)?),
+        1 => (
+            NaiveDate::from_ymd_opt(year, 1, 1)?,
+            NaiveDate::from_ymd_opt(year, 12, 31)?,
+        ),
         2 => {
             let month: u32 = parts[1].parse().ok()?;
             let first = NaiveDate::from_ymd_opt(year, month, 1)?;
@@ -55,12 +58,15 @@ pub fn date_range(text: &str) -> Option<(i64, i64)> {
             (first, next.pred_opt()?)
         }
         3 => {
-            let day = NaiveDate::from_ymd_opt(year, parts[1].parse().ok()?, parts[2].parse().ok()?)?;
+            let day =
+                NaiveDate::from_ymd_opt(year, parts[1].parse().ok()?, parts[2].parse().ok()?)?;
             (day, day)
         }
         _ => return None,
     };
-    let start = Utc.from_utc_datetime(&first.and_hms_opt(0, 0, 0)?).timestamp_millis();
+    let start = Utc
+        .from_utc_datetime(&first.and_hms_opt(0, 0, 0)?)
+        .timestamp_millis();
     let end = Utc
         .from_utc_datetime(&last.and_hms_milli_opt(23, 59, 59, 999)?)
         .timestamp_millis();
@@ -99,8 +105,14 @@ mod tests {
         let (a, b) = date_range("2023-02-03").unwrap();
         assert_eq!(b - a + 1, 86_400_000);
         let (a, b) = date_range("2023-02-03T10:00:00+01:00").unwrap();
-        assert_eq!((b - a, a), (999, date_range("2023-02-03T09:00:00Z").unwrap().0));
-        assert_eq!(date_range("2023-02-03T10:00:00.250Z").map(|(a, b)| b - a), Some(0));
+        assert_eq!(
+            (b - a, a),
+            (999, date_range("2023-02-03T09:00:00Z").unwrap().0)
+        );
+        assert_eq!(
+            date_range("2023-02-03T10:00:00.250Z").map(|(a, b)| b - a),
+            Some(0)
+        );
         assert!(date_range("2023-13").is_none());
         assert!(date_range("23").is_none());
         let (low, high) = number_range("5.4").unwrap();

@@ -78,11 +78,20 @@ pub fn write(
         .iter()
         .map(|v| {
             let mut row = key().to_vec();
-            row.extend([Some(text(&v.param)), Some(text(&v.norm)), Some(text(&v.exact))]);
+            row.extend([
+                Some(text(&v.param)),
+                Some(text(&v.norm)),
+                Some(text(&v.exact)),
+            ]);
             row
         })
         .collect();
-    insert(conn, "search_string", "system_id, resource_pk, param, value_norm, value_exact", strings)?;
+    insert(
+        conn,
+        "search_string",
+        "system_id, resource_pk, param, value_norm, value_exact",
+        strings,
+    )?;
     let tokens = rows
         .tokens
         .iter()
@@ -110,11 +119,20 @@ pub fn write(
         .iter()
         .map(|v| {
             let mut row = key().to_vec();
-            row.extend([Some(text(&v.param)), Some(Bind::Int(v.low)), Some(Bind::Int(v.high))]);
+            row.extend([
+                Some(text(&v.param)),
+                Some(Bind::Int(v.low)),
+                Some(Bind::Int(v.high)),
+            ]);
             row
         })
         .collect();
-    insert(conn, "search_date", "system_id, resource_pk, param, low, high", dates)?;
+    insert(
+        conn,
+        "search_date",
+        "system_id, resource_pk, param, low, high",
+        dates,
+    )?;
     let references = rows
         .references
         .iter()
@@ -151,7 +169,12 @@ pub fn write(
             row
         })
         .collect();
-    insert(conn, "search_quantity", "system_id, resource_pk, param, value, system, code", quantities)?;
+    insert(
+        conn,
+        "search_quantity",
+        "system_id, resource_pk, param, value, system, code",
+        quantities,
+    )?;
     let uris = rows
         .uris
         .iter()
@@ -161,6 +184,11 @@ pub fn write(
             row
         })
         .collect();
-    insert(conn, "search_uri", "system_id, resource_pk, param, value", uris)?;
+    insert(
+        conn,
+        "search_uri",
+        "system_id, resource_pk, param, value",
+        uris,
+    )?;
     Ok(())
 }

@@ -6,8 +6,8 @@
 pub mod history;
 pub mod indexes;
 pub mod resources;
-pub mod search;
 pub mod schema;
+pub mod search;
 pub mod systems;
 
 use std::path::PathBuf;

@@ -46,7 +46,10 @@ fn dialect(conn: &DbConnection) -> Dialect {
     }
 }
 
-fn prepared<'a>(conn: &DbConnection, sql: &'a Sql) -> diesel::query_builder::BoxedSqlQuery<'a, Backend, diesel::query_builder::SqlQuery> {
+fn prepared<'a>(
+    conn: &DbConnection,
+    sql: &'a Sql,
+) -> diesel::query_builder::BoxedSqlQuery<'a, Backend, diesel::query_builder::SqlQuery> {
     let mut query = diesel::sql_query(sql.render(dialect(conn))).into_boxed::<Backend>();
     for bind in &sql.binds {
         query = match bind {
