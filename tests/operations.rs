@@ -61,13 +61,35 @@ async fn metadata_describes_exactly_what_is_implemented(app: TestApp) {
             "delete",
             "history-instance",
             "history-type",
-            "create"
+            "create",
+            "search-type"
         ]
     );
     assert_eq!(
         cs["rest"][0]["interaction"],
-        json!([{"code": "history-system"}])
+        json!([{"code": "history-system"}, {"code": "search-system"}])
     );
+    let patient_params: Vec<&str> = resources[0]["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "identifier",
+        "family",
+        "birthdate",
+        "_id",
+        "_lastUpdated",
+        "_tag",
+    ] {
+        assert!(patient_params.contains(&expected), "{expected}");
+    }
+    assert!(resources[0]["searchRevInclude"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("Encounter:subject")));
+    assert_eq!(resources[0]["operation"][1]["name"], "everything");
     // Strict R4 shape: every element is one the CapabilityStatement definition has.
     let known = [
         "resourceType",

@@ -15,11 +15,13 @@ use super::context::FhirRequest;
 use super::response::fhir;
 use crate::error::ApiError;
 use crate::fhir::{ResourceType, FHIR_VERSION};
+use crate::search::registry::ParamType;
+use crate::search::Search;
 
 /// When this statement's content last changed (it is a property of the software release).
 const PUBLISHED: &str = "2026-11-21";
 
-const TYPE_INTERACTIONS: [&str; 7] = [
+const TYPE_INTERACTIONS: [&str; 8] = [
     "read",
     "vread",
     "update",
@@ -27,17 +29,62 @@ const TYPE_INTERACTIONS: [&str; 7] = [
     "history-instance",
     "history-type",
     "create",
+    "search-type",
 ];
 
 pub async fn metadata(ctx: FhirRequest) -> Result<HttpResponse, ApiError> {
-    let body = capability_statement(&ctx.base, ctx.system.as_str());
+    let body = capability_statement(&ctx.base, ctx.system.as_str(), &ctx.state.search);
     Ok(fhir(StatusCode::OK).body(body.to_string()))
 }
 
-pub fn capability_statement(base: &str, system: &str) -> Value {
+pub fn capability_statement(base: &str, system: &str, search: &Search) -> Value {
     let resources: Vec<Value> = ResourceType::ALL
         .iter()
         .map(|rtype| {
+            let params: Vec<Value> = search
+                .registry
+                .params(*rtype)
+                .map(|p| {
+                    json!({
+                        "name": p.code,
+                        "definition": p.url,
+                        "type": p.kind.as_str(),
+                        "documentation": p.documentation,
+                    })
+                })
+                .collect();
+            let reference_params: Vec<&str> = search
+                .registry
+                .params(*rtype)
+                .filter(|p| p.kind == ParamType::Reference)
+                .map(|p| p.code.as_str())
+                .collect();
+            let includes: Vec<String> = std::iter::once(format!("{rtype}:*"))
+                .chain(reference_params.iter().map(|p| format!("{rtype}:{p}")))
+                .collect();
+            let revincludes: Vec<String> = ResourceType::ALL
+                .iter()
+                .flat_map(|source| {
+                    search
+                        .registry
+                        .params(*source)
+                        .filter(|p| {
+                            p.kind == ParamType::Reference
+                                && p.targets.iter().any(|t| t == rtype.as_str())
+                        })
+                        .map(move |p| format!("{source}:{}", p.code))
+                })
+                .collect();
+            let mut operations = vec![json!({
+                "name": "validate",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            })];
+            if *rtype == ResourceType::Patient {
+                operations.push(json!({
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                }));
+            }
             json!({
                 "type": rtype.as_str(),
                 "interaction": TYPE_INTERACTIONS.map(|code| json!({ "code": code })),
@@ -45,10 +92,10 @@ pub fn capability_statement(base: &str, system: &str) -> Value {
                 "readHistory": true,
                 "updateCreate": true,
                 "conditionalRead": "full-support",
-                "operation": [{
-                    "name": "validate",
-                    "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
-                }],
+                "searchInclude": includes,
+                "searchRevInclude": revincludes,
+                "searchParam": params,
+                "operation": operations,
             })
         })
         .chain(TYPES_PATTERN.split('|').map(|rtype| {
@@ -79,7 +126,15 @@ pub fn capability_statement(base: &str, system: &str) -> Value {
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{ "code": "history-system" }],
+            "interaction": [{ "code": "history-system" }, { "code": "search-system" }],
+            "searchParam": [
+                { "name": "_id", "type": "token" },
+                { "name": "_lastUpdated", "type": "date" },
+                { "name": "_tag", "type": "token" },
+                { "name": "_profile", "type": "uri" },
+                { "name": "_security", "type": "token" },
+                { "name": "_source", "type": "uri" },
+            ],
         }],
     })
 }

@@ -249,8 +249,7 @@ fn resolve_path(defs: &Definitions, root: &str, segments: &[&str]) -> Option<Vec
 fn strip_calls(part: &str) -> String {
     let mut out = String::new();
     let mut depth = 0usize;
-    let mut chars = part.chars().peekable();
-    while let Some(c) = chars.next() {
+    for c in part.chars() {
         match c {
             '(' => depth += 1,
             ')' => depth = depth.saturating_sub(1),
