@@ -19,7 +19,7 @@
 //! | `MethodNotAllowed` | 405 | not-supported | — |
 //! | `NotAcceptable` | 406 | not-supported | — |
 //! | `UnsupportedMediaType` | 415 | not-supported | — |
-//! | `PayloadTooLarge` | 413 | too-long | — |
+//! | `PayloadTooLarge`, `TooManyEntries` | 413 | too-long | — |
 //! | `Unavailable` | 503 | transient | — |
 //! | `Internal` | 500 | exception | — |
 //!
@@ -31,7 +31,8 @@ use actix_web::{HttpResponse, ResponseError};
 
 use crate::fhir::outcome::{operation_outcome, Issue, IssueType, SpineCode};
 use crate::fhir::resource::BodyError;
-use crate::fhir::{ResourceType, FHIR_JSON};
+use crate::fhir::{ResourceId, ResourceType, FHIR_JSON};
+use crate::store::resources::WriteError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +87,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("the Bundle has {count} entries; the limit is {limit}")]
+    TooManyEntries { count: usize, limit: usize },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -171,7 +174,9 @@ impl ApiError {
                 Self::MethodNotAllowed { .. }
                 | Self::NotAcceptable
                 | Self::UnsupportedMediaType(_) => Issue::error(IssueType::NotSupported, message),
-                Self::PayloadTooLarge { .. } => Issue::error(IssueType::TooLong, message),
+                Self::PayloadTooLarge { .. } | Self::TooManyEntries { .. } => {
+                    Issue::error(IssueType::TooLong, message)
+                }
                 Self::Unavailable(_) => Issue::error(
                     IssueType::Transient,
                     "the service is temporarily unavailable; retry later",
@@ -182,6 +187,41 @@ impl ApiError {
                 ),
             };
         vec![issue]
+    }
+}
+
+impl ApiError {
+    /// The answer to a failed write of `rtype` (`id` when known).
+    pub fn from_write(err: WriteError, rtype: ResourceType, id: Option<&ResourceId>) -> Self {
+        let id = id.map(ResourceId::as_str).unwrap_or("(new)");
+        match err {
+            WriteError::Store(store) => Self::from(store),
+            WriteError::NotFound => Self::not_found(rtype, id),
+            WriteError::VersionMismatch { current } => Self::PreconditionFailed(match current {
+                Some(v) => format!(
+                    "If-Match does not name the current version of {rtype}/{id}, which is {}",
+                    v.etag()
+                ),
+                None => format!("If-Match does not name the current version of {rtype}/{id}"),
+            }),
+            WriteError::Contended => Self::Conflict(format!(
+                "{rtype}/{id} is being changed by other requests at the same moment; retry"
+            )),
+            WriteError::DuplicateNhsNumber {
+                nhs_number,
+                existing,
+            } => Self::DuplicateNhsNumber {
+                nhs_number,
+                existing: format!("Patient/{existing}"),
+            },
+            WriteError::ReferenceNotFound {
+                reference,
+                expression,
+            } => Self::ReferenceNotFound {
+                reference,
+                expression,
+            },
+        }
     }
 }
 
@@ -220,7 +260,9 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::TooManyEntries { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -4,6 +4,7 @@
 //! `store` (diesel). See DESIGN.md.
 
 pub mod api;
+pub mod bundle;
 pub mod cli;
 pub mod error;
 pub mod fhir;
@@ -13,3 +14,4 @@ pub mod settings;
 pub mod startup;
 pub mod store;
 pub mod validation;
+pub mod write;

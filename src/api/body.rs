@@ -65,7 +65,10 @@ fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
         .trim()
         .to_ascii_lowercase();
     match essence.as_str() {
-        "application/fhir+json" | "application/json" | "application/json+fhir" => Ok(()),
+        "application/fhir+json"
+        | "application/json"
+        | "application/json+fhir"
+        | "application/json-patch+json" => Ok(()),
         _ => Err(ApiError::UnsupportedMediaType(essence)),
     }
 }

@@ -94,11 +94,18 @@ pub struct FhirRequest {
     /// The FHIR base of the local system, without a trailing slash.
     pub base: String,
     pub prefer: Prefer,
+    /// The `Prefer` tokens as sent (spaces removed).
+    pub prefer_tokens: Vec<String>,
     /// Query parameters in order, percent-decoded.
     pub params: Vec<(String, String)>,
 }
 
 impl FhirRequest {
+    /// Whether a `Prefer` header states this preference (as opposed to it being the default).
+    pub fn prefer_header_has(&self, preference: &str) -> bool {
+        self.prefer_tokens.iter().any(|t| t == preference)
+    }
+
     /// The query parameters other than the ones every FHIR endpoint accepts (`_format`, `_pretty`).
     pub fn specific_params(&self) -> impl Iterator<Item = &(String, String)> {
         self.params
@@ -127,6 +134,13 @@ impl FromRequest for FhirRequest {
             Ok((state, system, params, base))
         })();
         let prefer = Prefer::from_request(req);
+        let prefer_tokens: Vec<String> = req
+            .headers()
+            .get_all("prefer")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split([',', ';']))
+            .map(|t| t.trim().replace(' ', ""))
+            .collect();
         Box::pin(async move {
             let (state, system, params, base) = sync_part?;
             let system_id = match state.systems.get(system.as_str()) {
@@ -148,6 +162,7 @@ impl FromRequest for FhirRequest {
                 system,
                 base,
                 prefer,
+                prefer_tokens,
                 params,
             })
         })

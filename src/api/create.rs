@@ -6,6 +6,7 @@
 //! - 201 with `Location: [base]/[type]/[id]/_history/1`, `ETag: W/"1"`, `Last-Modified`; the body
 //!   per `Prefer: return` (representation by default, minimal, OperationOutcome)
 //! - The server assigns the id; an id in the body is ignored, as the specification says.
+//! - With `If-None-Exist`, a conditional create (see `conditional`).
 //! - 400 malformed JSON, wrong `resourceType`, invalid content; 404 unsupported type;
 //!   413 body too large; 415 not JSON
 
@@ -21,11 +22,22 @@ use crate::store::resources;
 
 pub async fn create(
     ctx: FhirRequest,
+    req: actix_web::HttpRequest,
     path: web::Path<(String, String)>,
     body: FhirBody,
 ) -> Result<HttpResponse, ApiError> {
     let (_, type_name) = path.into_inner();
     let rtype = resource_type(&type_name)?;
+    if let Some(condition) = req.headers().get("if-none-exist") {
+        let condition = condition
+            .to_str()
+            .map_err(|_| ApiError::InvalidHeader {
+                name: "If-None-Exist",
+                reason: "must be a search query".into(),
+            })?
+            .to_owned();
+        return super::conditional::create(ctx, rtype, condition, &body).await;
+    }
     let mut content = parse_resource(&body, rtype)?;
     // shift_remove keeps the order of the other elements (remove would swap the last one in).
     content.shift_remove("id");

@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod body;
+pub mod bundle;
 pub mod capabilities;
+pub mod conditional;
 pub mod conformance;
 pub mod context;
 pub mod create;
@@ -96,7 +98,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("")
                     .route(web::get().to(search::search_system))
-                    .default_service(web::to(fhir_not_allowed("GET"))),
+                    .route(web::post().to(bundle::transaction))
+                    .default_service(web::to(fhir_not_allowed("GET, POST"))),
             )
             .service(
                 web::resource("/Patient/$everything")
@@ -150,13 +153,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(read::read))
                     .route(web::put().to(update::update))
                     .route(web::delete().to(delete::delete))
-                    .default_service(web::to(fhir_not_allowed("GET, PUT, DELETE"))),
+                    .route(web::patch().to(conditional::patch_instance))
+                    .default_service(web::to(fhir_not_allowed("GET, PUT, DELETE, PATCH"))),
             )
             .service(
                 web::resource("/{type}")
                     .route(web::get().to(search::search_type))
                     .route(web::post().to(create::create))
-                    .default_service(web::to(fhir_not_allowed("GET, POST"))),
+                    .route(web::put().to(conditional::update))
+                    .route(web::delete().to(conditional::delete))
+                    .route(web::patch().to(conditional::patch_conditional))
+                    .default_service(web::to(fhir_not_allowed("GET, POST, PUT, DELETE, PATCH"))),
             )
             .default_service(web::to(fhir_unknown_route)),
     )

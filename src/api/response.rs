@@ -8,9 +8,7 @@ use crate::error::ApiError;
 use crate::fhir::instant::Millis;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::{ResourceId, ResourceType, VersionId, FHIR_JSON};
-use crate::search::IndexRows;
-use crate::store::resources::{Derived, ReferenceCheck, StoredVersion};
-use crate::validation::{Findings, Options};
+use crate::store::resources::{Derived, StoredVersion};
 
 /// A response builder with the FHIR JSON content type.
 pub fn fhir(status: StatusCode) -> HttpResponseBuilder {
@@ -113,36 +111,7 @@ pub fn write_error(
     rtype: ResourceType,
     id: Option<&ResourceId>,
 ) -> ApiError {
-    use crate::store::resources::WriteError;
-    let id = id.map(ResourceId::as_str).unwrap_or("(new)");
-    match err {
-        WriteError::Store(store) => ApiError::from(store),
-        WriteError::NotFound => ApiError::not_found(rtype, id),
-        WriteError::VersionMismatch { current } => ApiError::PreconditionFailed(match current {
-            Some(v) => format!(
-                "If-Match does not name the current version of {rtype}/{id}, which is {}",
-                v.etag()
-            ),
-            None => format!("If-Match does not name the current version of {rtype}/{id}"),
-        }),
-        WriteError::Contended => ApiError::Conflict(format!(
-            "{rtype}/{id} is being changed by other requests at the same moment; retry"
-        )),
-        WriteError::DuplicateNhsNumber {
-            nhs_number,
-            existing,
-        } => ApiError::DuplicateNhsNumber {
-            nhs_number,
-            existing: format!("Patient/{existing}"),
-        },
-        WriteError::ReferenceNotFound {
-            reference,
-            expression,
-        } => ApiError::ReferenceNotFound {
-            reference,
-            expression,
-        },
-    }
+    ApiError::from_write(err, rtype, id)
 }
 
 /// Normalises and validates a resource about to be written. Errors reject it (400 for structure,
@@ -150,51 +119,17 @@ pub fn write_error(
 pub fn validate(
     ctx: &FhirRequest,
     rtype: ResourceType,
-    mut content: serde_json::Map<String, serde_json::Value>,
+    content: serde_json::Map<String, serde_json::Value>,
 ) -> Result<(serde_json::Map<String, serde_json::Value>, Derived), ApiError> {
     use super::context::Handling;
-    let validator = &ctx.state.validator;
-    validator.normalise(&mut content);
-    let resource = serde_json::Value::Object(content);
-    let lenient = ctx.prefer.handling == Handling::Lenient;
-    let options = Options {
-        lenient,
-        ..Options::default()
-    };
-    let findings = validator.validate(rtype, &resource, &options);
-    if !findings.is_valid() {
-        let status = StatusCode::from_u16(findings.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        let mut issues = findings.errors;
-        issues.extend(findings.warnings);
-        return Err(ApiError::Invalid { status, issues });
-    }
-    let mut facts = derived(findings, lenient);
-    facts.indexes = ctx.state.search.index(rtype, &resource);
-    let serde_json::Value::Object(content) = resource else {
-        return Err(ApiError::Internal(
-            "validated resource is not an object".into(),
-        ));
-    };
-    Ok((content, facts))
-}
-
-/// The write-time facts of valid findings; references are not enforced under lenient handling.
-pub fn derived(findings: Findings, lenient: bool) -> Derived {
-    Derived {
-        nhs_number: findings.nhs_number.map(|n| n.to_string()),
-        references: if lenient {
-            Vec::new()
-        } else {
-            findings
-                .references
-                .into_iter()
-                .map(|r| ReferenceCheck {
-                    resource_type: r.resource_type,
-                    id: r.id,
-                    expression: r.expression,
-                })
-                .collect()
+    crate::write::prepare(
+        &ctx.state.validator,
+        &ctx.state.search,
+        rtype,
+        content,
+        crate::write::Prepare {
+            lenient: ctx.prefer.handling == Handling::Lenient,
+            ..Default::default()
         },
-        indexes: IndexRows::default(),
-    }
+    )
 }

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 
 use super::body::FhirBody;
 use super::context::{FhirRequest, Handling};
-use super::response::{derived, fhir, resource_id, resource_type, write_error};
+use super::response::{fhir, resource_id, resource_type, write_error};
 use crate::error::ApiError;
 use crate::fhir::outcome::{operation_outcome, Issue, IssueType};
 use crate::fhir::resource::{parse_object, BodyError};
@@ -197,7 +197,7 @@ async fn run(
     let warnings = std::mem::take(&mut findings.warnings);
     if valid {
         // The checks a write makes against the database, without writing.
-        let facts = derived(findings, lenient);
+        let facts = crate::write::derive(&ctx.state.search, rtype, &resource, findings, lenient);
         let own_id = match request.mode {
             Mode::Update => id.clone(),
             _ => None,

@@ -273,7 +273,7 @@ fn to_read_result(row: Option<(i64, i64, Option<String>)>) -> Result<ReadResult,
     })
 }
 
-/// Creates a resource with a server-assigned id.
+/// Creates a resource with a server-assigned id, in its own transaction.
 pub fn create(
     conn: &mut DbConnection,
     system_id: i64,
@@ -285,33 +285,45 @@ pub fn create(
         let id = ResourceId::generate();
         let content = content.clone();
         write_transaction(conn, |conn| {
-            check_references(conn, system_id, rtype, &id, &derived.references)?;
-            let now = Millis::now();
-            let stored = write_version(
-                conn,
-                NewVersion {
-                    system_id,
-                    rtype,
-                    id: &id,
-                    previous: None,
-                    last_updated: now,
-                    method: "POST",
-                    content: Some(content),
-                    nhs_number: derived.nhs_number.as_deref(),
-                    indexes: Some(&derived.indexes),
-                },
-            )?;
-            Ok(Written {
-                id: id.clone(),
-                kind: WriteKind::Created,
-                stored,
-            })
+            create_in(conn, system_id, rtype, &id, content, derived)
         })
     })
 }
 
-/// Updates a resource, or creates it with the client's id when it does not exist (update-as-create).
-/// An update whose content equals the current version writes nothing and answers `Unchanged`.
+/// Creates a resource with the given (new) id, inside the caller's write transaction.
+pub fn create_in(
+    conn: &mut DbConnection,
+    system_id: i64,
+    rtype: ResourceType,
+    id: &ResourceId,
+    content: Map<String, Value>,
+    derived: &Derived,
+) -> Result<Written, WriteError> {
+    check_references(conn, system_id, rtype, id, &derived.references)?;
+    let stored = write_version(
+        conn,
+        NewVersion {
+            system_id,
+            rtype,
+            id,
+            previous: None,
+            last_updated: Millis::now(),
+            method: "POST",
+            content: Some(content),
+            nhs_number: derived.nhs_number.as_deref(),
+            indexes: Some(&derived.indexes),
+        },
+    )?;
+    Ok(Written {
+        id: id.clone(),
+        kind: WriteKind::Created,
+        stored,
+    })
+}
+
+/// Updates a resource, or creates it with the client's id when it does not exist (update-as-create),
+/// in its own transaction. An update whose content equals the current version writes nothing and
+/// answers `Unchanged`.
 pub fn update(
     conn: &mut DbConnection,
     system_id: i64,
@@ -322,57 +334,75 @@ pub fn update(
     derived: &Derived,
 ) -> Result<Written, WriteError> {
     retry_contended(|| {
-        let mut content = content.clone();
-        content.insert("id".into(), Value::String(id.as_str().to_owned()));
+        let content = content.clone();
         write_transaction(conn, |conn| {
-            lock_for_write(conn, system_id, rtype, id)?;
-            let state = current_state(conn, system_id, rtype, id)?;
-            let current = state.as_ref().map(|(row, _)| *row);
-            check_if_match(current.as_ref(), if_match)?;
-            if let Some((row, Some(existing))) = &state {
-                let existing_json: Map<String, Value> = serde_json::from_str(existing)
-                    .map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))?;
-                if same_content(&existing_json, &content) {
-                    return Ok(Written {
-                        id: id.clone(),
-                        kind: WriteKind::Unchanged,
-                        stored: StoredVersion {
-                            version: version_id(row.version_id)?,
-                            last_updated: Millis(row.last_updated),
-                            content: existing.clone(),
-                        },
-                    });
-                }
-            }
-            check_references(conn, system_id, rtype, id, &derived.references)?;
-            let kind = match current {
-                Some(row) if !row.deleted => WriteKind::Updated,
-                _ => WriteKind::Created,
-            };
-            let stored = write_version(
-                conn,
-                NewVersion {
-                    system_id,
-                    rtype,
-                    id,
-                    previous: current,
-                    last_updated: Millis::now(),
-                    method: "PUT",
-                    content: Some(content),
-                    nhs_number: derived.nhs_number.as_deref(),
-                    indexes: Some(&derived.indexes),
-                },
-            )?;
-            Ok(Written {
-                id: id.clone(),
-                kind,
-                stored,
-            })
+            update_in(
+                conn, system_id, rtype, id, content, if_match, derived, "PUT",
+            )
         })
     })
 }
 
-/// Deletes a resource: a tombstone version; a later read answers 410 Gone.
+/// [`update`] inside the caller's write transaction; `method` is what history records (PUT or
+/// PATCH).
+#[allow(clippy::too_many_arguments)]
+pub fn update_in(
+    conn: &mut DbConnection,
+    system_id: i64,
+    rtype: ResourceType,
+    id: &ResourceId,
+    mut content: Map<String, Value>,
+    if_match: Option<VersionId>,
+    derived: &Derived,
+    method: &'static str,
+) -> Result<Written, WriteError> {
+    content.insert("id".into(), Value::String(id.as_str().to_owned()));
+    lock_for_write(conn, system_id, rtype, id)?;
+    let state = current_state(conn, system_id, rtype, id)?;
+    let current = state.as_ref().map(|(row, _)| *row);
+    check_if_match(current.as_ref(), if_match)?;
+    if let Some((row, Some(existing))) = &state {
+        let existing_json: Map<String, Value> = serde_json::from_str(existing)
+            .map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))?;
+        if same_content(&existing_json, &content) {
+            return Ok(Written {
+                id: id.clone(),
+                kind: WriteKind::Unchanged,
+                stored: StoredVersion {
+                    version: version_id(row.version_id)?,
+                    last_updated: Millis(row.last_updated),
+                    content: existing.clone(),
+                },
+            });
+        }
+    }
+    check_references(conn, system_id, rtype, id, &derived.references)?;
+    let kind = match current {
+        Some(row) if !row.deleted => WriteKind::Updated,
+        _ => WriteKind::Created,
+    };
+    let stored = write_version(
+        conn,
+        NewVersion {
+            system_id,
+            rtype,
+            id,
+            previous: current,
+            last_updated: Millis::now(),
+            method,
+            content: Some(content),
+            nhs_number: derived.nhs_number.as_deref(),
+            indexes: Some(&derived.indexes),
+        },
+    )?;
+    Ok(Written {
+        id: id.clone(),
+        kind,
+        stored,
+    })
+}
+
+/// Deletes a resource in its own transaction: a tombstone version; a later read answers 410 Gone.
 pub fn delete(
     conn: &mut DbConnection,
     system_id: i64,
@@ -381,38 +411,47 @@ pub fn delete(
     if_match: Option<VersionId>,
 ) -> Result<Deleted, WriteError> {
     retry_contended(|| {
-        write_transaction(conn, |conn| {
-            lock_for_write(conn, system_id, rtype, id)?;
-            let current = current_row(conn, system_id, rtype, id)?;
-            check_if_match(current.as_ref(), if_match)?;
-            match current {
-                None => Ok(Deleted::NotFound),
-                Some(row) if row.deleted => Ok(Deleted::AlreadyDeleted {
-                    version: version_id(row.version_id)?,
-                }),
-                Some(row) => {
-                    let stored = write_version(
-                        conn,
-                        NewVersion {
-                            system_id,
-                            rtype,
-                            id,
-                            previous: Some(row),
-                            last_updated: Millis::now(),
-                            method: "DELETE",
-                            content: None,
-                            nhs_number: None,
-                            indexes: None,
-                        },
-                    )?;
-                    Ok(Deleted::Deleted {
-                        version: stored.version,
-                        last_updated: stored.last_updated,
-                    })
-                }
-            }
-        })
+        write_transaction(conn, |conn| delete_in(conn, system_id, rtype, id, if_match))
     })
+}
+
+/// [`delete`] inside the caller's write transaction.
+pub fn delete_in(
+    conn: &mut DbConnection,
+    system_id: i64,
+    rtype: ResourceType,
+    id: &ResourceId,
+    if_match: Option<VersionId>,
+) -> Result<Deleted, WriteError> {
+    lock_for_write(conn, system_id, rtype, id)?;
+    let current = current_row(conn, system_id, rtype, id)?;
+    check_if_match(current.as_ref(), if_match)?;
+    match current {
+        None => Ok(Deleted::NotFound),
+        Some(row) if row.deleted => Ok(Deleted::AlreadyDeleted {
+            version: version_id(row.version_id)?,
+        }),
+        Some(row) => {
+            let stored = write_version(
+                conn,
+                NewVersion {
+                    system_id,
+                    rtype,
+                    id,
+                    previous: Some(row),
+                    last_updated: Millis::now(),
+                    method: "DELETE",
+                    content: None,
+                    nhs_number: None,
+                    indexes: None,
+                },
+            )?;
+            Ok(Deleted::Deleted {
+                version: stored.version,
+                last_updated: stored.last_updated,
+            })
+        }
+    }
 }
 
 fn check_if_match(
@@ -431,7 +470,10 @@ fn check_if_match(
     }
 }
 
-fn retry_contended<T>(mut attempt: impl FnMut() -> Result<T, WriteError>) -> Result<T, WriteError> {
+/// Runs `attempt` again (a fresh transaction) when a concurrent writer won a race.
+pub fn retry_contended<T>(
+    mut attempt: impl FnMut() -> Result<T, WriteError>,
+) -> Result<T, WriteError> {
     let mut tries = 0;
     loop {
         match attempt() {
@@ -650,7 +692,7 @@ pub fn precheck(
 
 /// Every referenced resource must exist, undeleted, in the same local system. A resource may
 /// refer to itself.
-fn check_references(
+pub fn check_references(
     conn: &mut DbConnection,
     system_id: i64,
     rtype: ResourceType,
