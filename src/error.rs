@@ -83,8 +83,11 @@ pub enum ApiError {
     },
     #[error("only application/fhir+json responses are available")]
     NotAcceptable,
-    #[error("content type '{0}' is not supported; send application/fhir+json")]
-    UnsupportedMediaType(String),
+    #[error("content type '{found}' is not supported here; send {expected}")]
+    UnsupportedMediaType {
+        found: String,
+        expected: &'static str,
+    },
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("the Bundle has {count} entries; the limit is {limit}")]
@@ -114,78 +117,79 @@ impl ApiError {
     /// The OperationOutcome issues this error answers with.
     pub fn issues(&self) -> Vec<Issue> {
         let message = self.to_string();
-        let issue =
-            match self {
-                Self::UnknownSystem(_) => Issue::error(IssueType::NotFound, message)
-                    .with_details(SpineCode::UnsupportedService),
-                Self::UnsupportedType(_) => Issue::error(
-                    IssueType::NotSupported,
-                    format!(
-                        "{message}; this server stores {}",
-                        ResourceType::supported_list()
-                    ),
-                )
+        let issue = match self {
+            Self::UnknownSystem(_) => Issue::error(IssueType::NotFound, message)
                 .with_details(SpineCode::UnsupportedService),
-                Self::UnknownRoute(_) => Issue::error(IssueType::NotFound, message),
-                Self::NotFound(_) => Issue::error(IssueType::NotFound, message)
-                    .with_details(SpineCode::ResourceNotFound),
-                Self::Gone(_) => Issue::error(IssueType::Deleted, message)
-                    .with_details(SpineCode::ResourceNotFound),
-                Self::InvalidId { expression, .. } => Issue::error(IssueType::Value, message)
-                    .with_details(SpineCode::InvalidResourceId)
-                    .at(expression.clone()),
-                Self::InvalidBody(body) => {
-                    let (code, expression) = match body {
-                        BodyError::Malformed { .. } | BodyError::NotAnObject => {
-                            (IssueType::Structure, None)
-                        }
-                        BodyError::MissingResourceType | BodyError::TypeMismatch { .. } => {
-                            (IssueType::Invalid, Some("resourceType"))
-                        }
-                    };
-                    let issue =
-                        Issue::error(code, message).with_details(SpineCode::InvalidResource);
-                    match expression {
-                        Some(e) => issue.at(e),
-                        None => issue,
+            Self::UnsupportedType(_) => Issue::error(
+                IssueType::NotSupported,
+                format!(
+                    "{message}; this server stores {}",
+                    ResourceType::supported_list()
+                ),
+            )
+            .with_details(SpineCode::UnsupportedService),
+            Self::UnknownRoute(_) => Issue::error(IssueType::NotFound, message),
+            Self::NotFound(_) => {
+                Issue::error(IssueType::NotFound, message).with_details(SpineCode::ResourceNotFound)
+            }
+            Self::Gone(_) => {
+                Issue::error(IssueType::Deleted, message).with_details(SpineCode::ResourceNotFound)
+            }
+            Self::InvalidId { expression, .. } => Issue::error(IssueType::Value, message)
+                .with_details(SpineCode::InvalidResourceId)
+                .at(expression.clone()),
+            Self::InvalidBody(body) => {
+                let (code, expression) = match body {
+                    BodyError::Malformed { .. } | BodyError::NotAnObject => {
+                        (IssueType::Structure, None)
                     }
+                    BodyError::MissingResourceType | BodyError::TypeMismatch { .. } => {
+                        (IssueType::Invalid, Some("resourceType"))
+                    }
+                };
+                let issue = Issue::error(code, message).with_details(SpineCode::InvalidResource);
+                match expression {
+                    Some(e) => issue.at(e),
+                    None => issue,
                 }
-                Self::IdMismatch(_) => Issue::error(IssueType::Invalid, message)
-                    .with_details(SpineCode::InvalidResource)
-                    .at("id"),
-                Self::Invalid { issues, .. } => return issues.clone(),
-                Self::InvalidParameter { name, .. } => Issue::error(IssueType::Invalid, message)
-                    .with_details(SpineCode::InvalidParameter)
-                    .at(name.clone()),
-                Self::InvalidHeader { .. } => Issue::error(IssueType::Invalid, message)
-                    .with_details(SpineCode::InvalidParameter),
-                Self::PreconditionFailed(_) => Issue::error(IssueType::Conflict, message)
-                    .with_details(SpineCode::PreconditionFailed),
-                Self::Conflict(_) => Issue::error(IssueType::Conflict, message)
-                    .with_details(SpineCode::ResourceVersionMismatch),
-                Self::DuplicateNhsNumber { .. } => Issue::error(IssueType::Duplicate, message)
-                    .with_details(SpineCode::DuplicateRejected)
-                    .at("Patient.identifier"),
-                Self::ReferenceNotFound { expression, .. } => {
-                    Issue::error(IssueType::NotFound, message)
-                        .with_details(SpineCode::ReferenceNotFound)
-                        .at(expression.clone())
-                }
-                Self::MethodNotAllowed { .. }
-                | Self::NotAcceptable
-                | Self::UnsupportedMediaType(_) => Issue::error(IssueType::NotSupported, message),
-                Self::PayloadTooLarge { .. } | Self::TooManyEntries { .. } => {
-                    Issue::error(IssueType::TooLong, message)
-                }
-                Self::Unavailable(_) => Issue::error(
-                    IssueType::Transient,
-                    "the service is temporarily unavailable; retry later",
-                ),
-                Self::Internal(_) => Issue::error(
-                    IssueType::Exception,
-                    "an internal error occurred; it has been logged",
-                ),
-            };
+            }
+            Self::IdMismatch(_) => Issue::error(IssueType::Invalid, message)
+                .with_details(SpineCode::InvalidResource)
+                .at("id"),
+            Self::Invalid { issues, .. } => return issues.clone(),
+            Self::InvalidParameter { name, .. } => Issue::error(IssueType::Invalid, message)
+                .with_details(SpineCode::InvalidParameter)
+                .at(name.clone()),
+            Self::InvalidHeader { .. } => {
+                Issue::error(IssueType::Invalid, message).with_details(SpineCode::InvalidParameter)
+            }
+            Self::PreconditionFailed(_) => Issue::error(IssueType::Conflict, message)
+                .with_details(SpineCode::PreconditionFailed),
+            Self::Conflict(_) => Issue::error(IssueType::Conflict, message)
+                .with_details(SpineCode::ResourceVersionMismatch),
+            Self::DuplicateNhsNumber { .. } => Issue::error(IssueType::Duplicate, message)
+                .with_details(SpineCode::DuplicateRejected)
+                .at("Patient.identifier"),
+            Self::ReferenceNotFound { expression, .. } => {
+                Issue::error(IssueType::NotFound, message)
+                    .with_details(SpineCode::ReferenceNotFound)
+                    .at(expression.clone())
+            }
+            Self::MethodNotAllowed { .. }
+            | Self::NotAcceptable
+            | Self::UnsupportedMediaType { .. } => Issue::error(IssueType::NotSupported, message),
+            Self::PayloadTooLarge { .. } | Self::TooManyEntries { .. } => {
+                Issue::error(IssueType::TooLong, message)
+            }
+            Self::Unavailable(_) => Issue::error(
+                IssueType::Transient,
+                "the service is temporarily unavailable; retry later",
+            ),
+            Self::Internal(_) => Issue::error(
+                IssueType::Exception,
+                "an internal error occurred; it has been logged",
+            ),
+        };
         vec![issue]
     }
 }
@@ -259,7 +263,7 @@ impl ResponseError for ApiError {
             Self::ReferenceNotFound { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } | Self::TooManyEntries { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }

@@ -58,9 +58,11 @@ const CASES: &[Case] = &[
     ("POST", "/fhir/default/Patient", Some("application/fhir+xml"), "<Patient/>", 415, "not-supported", None),
     ("POST", "/fhir/default/Patient", Some("text/plain"), "{\"resourceType\": \"Patient\"}", 415, "not-supported", None),
     // Methods not allowed.
-    ("PATCH", "/fhir/default/Patient/1", FHIR, "[]", 405, "not-supported", None),
+    ("PATCH", "/fhir/default/metadata", FHIR, "[]", 405, "not-supported", None),
     ("POST", "/fhir/default/Patient/1", FHIR, "{}", 405, "not-supported", None),
-    ("DELETE", "/fhir/default/Patient", None, "", 405, "not-supported", None),
+    // A conditional delete needs a condition.
+    ("DELETE", "/fhir/default/Patient", None, "", 400, "invalid", Some("condition")),
+    ("DELETE", "/fhir/default/metadata", None, "", 405, "not-supported", None),
     ("PUT", "/fhir/default/metadata", FHIR, "{}", 405, "not-supported", None),
     ("DELETE", "/fhir/default/Patient/1/_history/1", None, "", 405, "not-supported", None),
     ("POST", "/health", None, "", 405, "not-supported", None),
@@ -129,10 +131,10 @@ async fn malformed_json_reports_line_and_column(app: TestApp) {
 }
 
 async fn body_over_the_limit_is_413(app: TestApp) {
-    // The test server's limit is 1 MiB.
+    // The test server's limit is 4 MiB.
     let big = format!(
         "{{\"resourceType\": \"Patient\", \"text\": {{\"status\": \"generated\", \"div\": \"<div>{}</div>\"}}}}",
-        "x".repeat(1024 * 1024 + 10)
+        "x".repeat(4 * 1024 * 1024 + 10)
     );
     let reply = app
         .send(

@@ -55,9 +55,10 @@ fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
         return Ok(());
     };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::UnsupportedMediaType("(unreadable)".into()))?;
+    let text = value.to_str().map_err(|_| ApiError::UnsupportedMediaType {
+        found: "(unreadable)".into(),
+        expected: "application/fhir+json",
+    })?;
     let essence = text
         .split(';')
         .next()
@@ -69,7 +70,10 @@ fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
         | "application/json"
         | "application/json+fhir"
         | "application/json-patch+json" => Ok(()),
-        _ => Err(ApiError::UnsupportedMediaType(essence)),
+        _ => Err(ApiError::UnsupportedMediaType {
+            found: essence,
+            expected: "application/fhir+json",
+        }),
     }
 }
 

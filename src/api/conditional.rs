@@ -193,10 +193,10 @@ async fn patch_entry(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if !content_type.starts_with(patch::JSON_PATCH) {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "{content_type} (PATCH takes {})",
-            patch::JSON_PATCH
-        )));
+        return Err(ApiError::UnsupportedMediaType {
+            found: content_type.to_owned(),
+            expected: patch::JSON_PATCH,
+        });
     }
     let document: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::InvalidBody(crate::fhir::resource::BodyError::Malformed {

@@ -137,9 +137,10 @@ impl actix_web::FromRequest for FormBody {
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             if form == Some(false) {
-                return Err(ApiError::UnsupportedMediaType(
-                    "send search parameters as application/x-www-form-urlencoded".into(),
-                ));
+                return Err(ApiError::UnsupportedMediaType {
+                    found: "a body that is not a form".into(),
+                    expected: "search parameters as application/x-www-form-urlencoded",
+                });
             }
             let bytes = body
                 .await

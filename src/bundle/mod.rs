@@ -674,12 +674,14 @@ fn run_transaction(
                             },
                         ))
                     }
-                    _ => return Err(fail(
-                        entry,
-                        ApiError::PreconditionFailed(format!(
+                    _ => {
+                        return Err(fail(
+                            entry,
+                            ApiError::PreconditionFailed(format!(
                             "the conditional reference {reference} matches more than one {rtype}"
                         )),
-                    )),
+                        ))
+                    }
                 }
             }
         }
@@ -697,7 +699,19 @@ fn run_transaction(
             always_unprocessable: false,
         };
         let result = match (entry.method, plan) {
-            (Method::Get, _) => read(engine, conn, entry).map_err(|e| fail(entry, e))?,
+            // A read that finds nothing is that entry's answer, not the transaction's failure.
+            (Method::Get, _) => match read(engine, conn, entry) {
+                Ok(result) => result,
+                Err(e @ (ApiError::NotFound(_) | ApiError::Gone(_))) => {
+                    use actix_web::ResponseError;
+                    EntryResult {
+                        status: e.status_code().as_u16(),
+                        outcome: Some(e.issues()),
+                        ..EntryResult::default()
+                    }
+                }
+                Err(e) => return Err(fail(entry, e)),
+            },
             (_, Plan::Existing(id)) => {
                 match resources::read_current(conn, engine.system_id, rtype, &id)
                     .map_err(|e| fail(entry, e.into()))?

@@ -134,7 +134,7 @@ impl TestApp {
             database_url: database_url.clone(),
             db_pool_size: 4,
             workers: 1,
-            max_body_bytes: 1024 * 1024,
+            max_body_bytes: 4 * 1024 * 1024,
             ..Settings::default()
         };
         let state = carerecord::startup::build_state(settings).expect("database opens");
