@@ -32,6 +32,27 @@ pub enum Command {
     },
     /// Run database migrations only.
     Migrate(DatabaseArgs),
+    /// Load transaction/batch Bundles (.json), directories of them, and NDJSON files into a
+    /// local system.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// Files or directories to load.
+    #[arg(required = true)]
+    pub paths: Vec<std::path::PathBuf>,
+    /// The local system to load into.
+    #[arg(long, default_value = "default")]
+    pub system: String,
+    /// Parallel workers (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub jobs: usize,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +124,7 @@ pub fn run(cli: Cli) -> ExitCode {
 fn execute(command: Command) -> Result<(), String> {
     match command {
         Command::Serve(args) => serve(args.settings()),
+        Command::Import(args) => import(args),
         Command::Migrate(args) => {
             open(&args)?;
             println!("migrations are up to date");
@@ -141,6 +163,42 @@ fn execute(command: Command) -> Result<(), String> {
                 Ok(())
             }
         },
+    }
+}
+
+fn import(args: ImportArgs) -> Result<(), String> {
+    let jobs = if args.jobs == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    } else {
+        args.jobs
+    };
+    let summary = crate::import::run(crate::import::ImportOptions {
+        database_url: args.database.database_url,
+        system: args.system,
+        paths: args.paths,
+        jobs,
+        progress: !args.quiet,
+    })?;
+    let seconds = summary.elapsed.as_secs_f64().max(0.001);
+    println!(
+        "imported {} resources in {:.1}s ({:.0}/s): {} created, {} updated, {} unchanged, {} failed",
+        summary.resources(),
+        seconds,
+        summary.resources() as f64 / seconds,
+        summary.created,
+        summary.updated,
+        summary.unchanged,
+        summary.failed
+    );
+    for reason in &summary.reasons {
+        println!("  failed: {reason}");
+    }
+    if summary.failed > 0 {
+        Err(format!("{} resources failed to load", summary.failed))
+    } else {
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod error;
 pub mod fhir;
 pub mod fhirpath;
+pub mod import;
 pub mod search;
 pub mod settings;
 pub mod startup;

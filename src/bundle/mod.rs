@@ -97,6 +97,8 @@ pub struct EntryResult {
     /// The resource (JSON text), when there is one to return.
     pub resource: Option<String>,
     pub outcome: Option<Vec<Issue>>,
+    /// What a write did (`Unchanged` also for a conditional create that found its resource).
+    pub kind: Option<WriteKind>,
 }
 
 /// A failed entry: which one, and why.
@@ -723,6 +725,7 @@ fn run_transaction(
                         last_modified: Some(stored.last_updated),
                         resource: Some(stored.content),
                         outcome: None,
+                        kind: Some(WriteKind::Unchanged),
                     },
                     _ => return Err(fail(entry, ApiError::not_found(rtype, id.as_str()))),
                 }
@@ -843,6 +846,7 @@ fn written_result(rtype: ResourceType, written: &Written) -> EntryResult {
         last_modified: Some(written.stored.last_updated),
         resource: Some(written.stored.content.clone()),
         outcome: None,
+        kind: Some(written.kind),
     }
 }
 
@@ -938,6 +942,7 @@ fn read(
                 last_modified: Some(stored.last_updated),
                 resource: (!unchanged).then_some(stored.content),
                 outcome: None,
+                kind: None,
             })
         }
         ReadResult::Deleted { .. } => Err(ApiError::Gone(format!("{rtype}/{id}"))),
