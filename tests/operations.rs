@@ -58,6 +58,7 @@ async fn metadata_describes_exactly_what_is_implemented(app: TestApp) {
             "read",
             "vread",
             "update",
+            "patch",
             "delete",
             "history-instance",
             "history-type",
@@ -67,7 +68,7 @@ async fn metadata_describes_exactly_what_is_implemented(app: TestApp) {
     );
     assert_eq!(
         cs["rest"][0]["interaction"],
-        json!([{"code": "history-system"}, {"code": "search-system"}])
+        json!([{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}, {"code": "search-system"}])
     );
     let patient_params: Vec<&str> = resources[0]["searchParam"]
         .as_array()

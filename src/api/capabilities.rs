@@ -21,10 +21,11 @@ use crate::search::Search;
 /// When this statement's content last changed (it is a property of the software release).
 const PUBLISHED: &str = "2026-11-21";
 
-const TYPE_INTERACTIONS: [&str; 8] = [
+const TYPE_INTERACTIONS: [&str; 9] = [
     "read",
     "vread",
     "update",
+    "patch",
     "delete",
     "history-instance",
     "history-type",
@@ -91,7 +92,10 @@ pub fn capability_statement(base: &str, system: &str, search: &Search) -> Value 
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
+                "conditionalCreate": true,
                 "conditionalRead": "full-support",
+                "conditionalUpdate": true,
+                "conditionalDelete": "multiple",
                 "searchInclude": includes,
                 "searchRevInclude": revincludes,
                 "searchParam": params,
@@ -126,7 +130,12 @@ pub fn capability_statement(base: &str, system: &str, search: &Search) -> Value 
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{ "code": "history-system" }, { "code": "search-system" }],
+            "interaction": [
+                { "code": "transaction" },
+                { "code": "batch" },
+                { "code": "history-system" },
+                { "code": "search-system" },
+            ],
             "searchParam": [
                 { "name": "_id", "type": "token" },
                 { "name": "_lastUpdated", "type": "date" },
