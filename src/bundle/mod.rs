@@ -403,15 +403,20 @@ pub fn parse_url(url: &str, base: &str) -> Result<Target, String> {
 }
 
 /// Runs a transaction: all or nothing, in one database transaction (retried when a concurrent
-/// writer wins a race).
+/// writer wins a race). Resources are validated and indexed before the transaction begins, so
+/// the write lock is held only for the database work.
 pub fn transaction(
     engine: &Engine<'_>,
     conn: &mut DbConnection,
     entries: &[Entry],
 ) -> Result<Vec<EntryResult>, EntryError> {
+    let provisional = Provisional::new(entries);
+    let prepared = prepare_ahead(engine, entries, &provisional)?;
     let mut attempt = 0;
     loop {
-        let result = write_transaction(conn, |conn| run_transaction(engine, conn, entries));
+        let result = write_transaction(conn, |conn| {
+            run_transaction(engine, conn, entries, &provisional, &prepared)
+        });
         match result {
             Err(TxError::Contended) if attempt < RETRIES => attempt += 1,
             Err(TxError::Contended) => {
@@ -429,6 +434,96 @@ pub fn transaction(
     }
 }
 
+/// Ids chosen before the transaction: a fresh id for every POST (kept unless a conditional
+/// create finds its resource), the URL's id for every PUT; and what fullUrls map to then.
+struct Provisional {
+    ids: HashMap<usize, ResourceId>,
+    mapping: HashMap<String, String>,
+}
+
+impl Provisional {
+    fn new(entries: &[Entry]) -> Self {
+        let mut ids = HashMap::new();
+        let mut mapping = HashMap::new();
+        for entry in entries {
+            let id = match (entry.method, &entry.target) {
+                (Method::Post, _) => Some(ResourceId::generate()),
+                (Method::Put, Target::Instance(_, id)) => Some(id.clone()),
+                _ => None,
+            };
+            if let Some(id) = id {
+                if let Some(url) = &entry.full_url {
+                    mapping.insert(
+                        url.clone(),
+                        format!("{}/{id}", entry.target.resource_type()),
+                    );
+                }
+                ids.insert(entry.index, id);
+            }
+        }
+        Self { ids, mapping }
+    }
+}
+
+/// A resource validated and indexed ahead of the transaction, with the mapping keys its
+/// rewriting used (it is prepared again if any of them resolves differently).
+struct Prepared {
+    content: Map<String, Value>,
+    derived: crate::store::resources::Derived,
+    used: Vec<String>,
+}
+
+/// Validates and indexes every POST and PUT whose references do not wait on the database.
+fn prepare_ahead(
+    engine: &Engine<'_>,
+    entries: &[Entry],
+    provisional: &Provisional,
+) -> Result<HashMap<usize, Prepared>, EntryError> {
+    let mut prepared = HashMap::new();
+    for entry in entries {
+        let (Method::Post | Method::Put, Some(resource), Some(id)) = (
+            entry.method,
+            &entry.resource,
+            provisional.ids.get(&entry.index),
+        ) else {
+            continue;
+        };
+        let mut conditional = Vec::new();
+        collect_conditional_references(&Value::Object(resource.clone()), &mut conditional);
+        if !conditional.is_empty() {
+            continue;
+        }
+        let mut content = resource.clone();
+        let used = rewrite(&mut content, &provisional.mapping);
+        if entry.method == Method::Post {
+            content.shift_remove("id");
+        } else {
+            content.insert("id".into(), Value::String(id.to_string()));
+        }
+        let how = Prepare {
+            lenient: engine.lenient,
+            defer_references: true,
+            always_unprocessable: false,
+        };
+        let (content, derived) = prepare(
+            engine.validator,
+            engine.search,
+            entry.target.resource_type(),
+            content,
+            how,
+        )
+        .map_err(|e| entry_error(entry, e))?;
+        prepared.insert(
+            entry.index,
+            Prepared {
+                content,
+                derived,
+                used,
+            },
+        );
+    }
+    Ok(prepared)
+}
 /// Runs a batch: every entry on its own; one failing does not affect the others.
 pub fn batch(engine: &Engine<'_>, conn: &mut DbConnection, entries: &[Entry]) -> Vec<EntryResult> {
     let mut results = vec![EntryResult::default(); entries.len()];
@@ -501,6 +596,8 @@ fn run_transaction(
     engine: &Engine<'_>,
     conn: &mut DbConnection,
     entries: &[Entry],
+    provisional: &Provisional,
+    ahead: &HashMap<usize, Prepared>,
 ) -> Result<Vec<EntryResult>, TxError> {
     let fail = |entry: &Entry, error: ApiError| TxError::Entry(entry_error(entry, error));
     let mut order: Vec<&Entry> = entries.iter().collect();
@@ -523,14 +620,21 @@ fn run_transaction(
                 limit,
             )
         };
+        let fresh = || {
+            provisional
+                .ids
+                .get(&entry.index)
+                .cloned()
+                .unwrap_or_else(ResourceId::generate)
+        };
         let plan = match (entry.method, &entry.target) {
             (Method::Get, _) => Plan::Read,
             (Method::Post, _) => match &entry.if_none_exist {
-                None => Plan::Write(ResourceId::generate()),
+                None => Plan::Write(fresh()),
                 Some(condition) => {
                     let found = find(conn, condition, 2).map_err(|e| fail(entry, e))?;
                     match found.as_slice() {
-                        [] => Plan::Write(ResourceId::generate()),
+                        [] => Plan::Write(fresh()),
                         [one] => Plan::Existing(one.id.clone()),
                         _ => {
                             return Err(fail(
@@ -676,30 +780,74 @@ fn run_transaction(
                             },
                         ))
                     }
-                    _ => {
-                        return Err(fail(
-                            entry,
-                            ApiError::PreconditionFailed(format!(
+                    _ => return Err(fail(
+                        entry,
+                        ApiError::PreconditionFailed(format!(
                             "the conditional reference {reference} matches more than one {rtype}"
                         )),
-                        ))
-                    }
+                    )),
                 }
             }
         }
     }
 
-    // 3. Execute, in processing order. References are checked once everything is written.
+    // 3. Each POST and PUT resource, final: prepared ahead when its references resolved as
+    //    expected, prepared now otherwise.
+    let mut ready: HashMap<usize, (Map<String, Value>, crate::store::resources::Derived)> =
+        HashMap::new();
+    for entry in &order {
+        let (Method::Post | Method::Put, Some(Plan::Write(id))) =
+            (entry.method, plans.get(&entry.index))
+        else {
+            continue;
+        };
+        let still_valid = ahead.get(&entry.index).filter(|p| {
+            provisional.ids.get(&entry.index) == Some(id)
+                && p.used
+                    .iter()
+                    .all(|key| mapping.get(key) == provisional.mapping.get(key))
+        });
+        let (content, derived) = match still_valid {
+            Some(p) => (p.content.clone(), p.derived.clone()),
+            None => {
+                let mut content = entry.resource.clone().unwrap_or_default();
+                rewrite(&mut content, &mapping);
+                if entry.method == Method::Post {
+                    content.shift_remove("id");
+                } else {
+                    content.insert("id".into(), Value::String(id.to_string()));
+                }
+                let how = Prepare {
+                    lenient: engine.lenient,
+                    defer_references: true,
+                    always_unprocessable: false,
+                };
+                prepare(
+                    engine.validator,
+                    engine.search,
+                    entry.target.resource_type(),
+                    content,
+                    how,
+                )
+                .map_err(|e| fail(entry, e))?
+            }
+        };
+        ready.insert(entry.index, (content, derived));
+    }
+
+    // 4. Execute, in processing order: deletes, then every create in one batch, then updates and
+    //    patches, then reads. References are checked once everything is written.
     let mut results: HashMap<usize, EntryResult> = HashMap::new();
-    let mut deferred: Vec<(&Entry, ResourceId, Vec<resources::ReferenceCheck>)> = Vec::new();
+    let mut deferred: Vec<(&Entry, resources::ReferenceCheck)> = Vec::new();
+    let mut creates: Vec<(&Entry, crate::store::bulk::NewResource)> = Vec::new();
+    let mut creates_done = false;
     for entry in &order {
         let rtype = entry.target.resource_type();
         let plan = plans.get(&entry.index).cloned().unwrap_or(Plan::Nothing);
-        let prepare_how = Prepare {
-            lenient: engine.lenient,
-            defer_references: true,
-            always_unprocessable: false,
-        };
+        if entry.method.rank() > Method::Post.rank() && !creates_done {
+            flush_creates(engine, conn, &mut creates, &mut results)?;
+            creates_done = true;
+        }
         let result = match (entry.method, plan) {
             // A read that finds nothing is that entry's answer, not the transaction's failure.
             (Method::Get, _) => match read(engine, conn, entry) {
@@ -761,27 +909,34 @@ fn run_transaction(
                 }
             }
             (Method::Post, Plan::Write(id)) => {
-                let mut content = entry.resource.clone().unwrap_or_default();
-                content.shift_remove("id");
-                rewrite(&mut content, &mapping);
-                let (content, mut derived) =
-                    prepare(engine.validator, engine.search, rtype, content, prepare_how)
-                        .map_err(|e| fail(entry, e))?;
-                let references = std::mem::take(&mut derived.references);
-                let written =
-                    resources::create_in(conn, engine.system_id, rtype, &id, content, &derived)
-                        .map_err(|e| write_failure(entry, e, Some(&id)))?;
-                deferred.push((entry, id.clone(), references));
-                written_result(rtype, &written)
+                let (content, mut derived) = ready
+                    .remove(&entry.index)
+                    .ok_or_else(|| fail(entry, ApiError::Internal("unprepared create".into())))?;
+                deferred.extend(
+                    std::mem::take(&mut derived.references)
+                        .into_iter()
+                        .map(|r| (*entry, r)),
+                );
+                creates.push((
+                    *entry,
+                    crate::store::bulk::NewResource {
+                        rtype,
+                        id,
+                        content,
+                        derived,
+                    },
+                ));
+                continue;
             }
             (Method::Put, Plan::Write(id)) => {
-                let mut content = entry.resource.clone().unwrap_or_default();
-                rewrite(&mut content, &mapping);
-                content.insert("id".into(), Value::String(id.to_string()));
-                let (content, mut derived) =
-                    prepare(engine.validator, engine.search, rtype, content, prepare_how)
-                        .map_err(|e| fail(entry, e))?;
-                let references = std::mem::take(&mut derived.references);
+                let (content, mut derived) = ready
+                    .remove(&entry.index)
+                    .ok_or_else(|| fail(entry, ApiError::Internal("unprepared update".into())))?;
+                deferred.extend(
+                    std::mem::take(&mut derived.references)
+                        .into_iter()
+                        .map(|r| (*entry, r)),
+                );
                 let written = resources::update_in(
                     conn,
                     engine.system_id,
@@ -793,7 +948,6 @@ fn run_transaction(
                     "PUT",
                 )
                 .map_err(|e| write_failure(entry, e, Some(&id)))?;
-                deferred.push((entry, id.clone(), references));
                 written_result(rtype, &written)
             }
             (Method::Patch, Plan::Write(id)) => {
@@ -815,20 +969,116 @@ fn run_transaction(
         };
         results.insert(entry.index, result);
     }
-    for (entry, id, references) in deferred {
-        resources::check_references(
-            conn,
-            engine.system_id,
-            entry.target.resource_type(),
-            &id,
-            &references,
-        )
-        .map_err(|e| write_failure(entry, e, Some(&id)))?;
+    if !creates_done {
+        flush_creates(engine, conn, &mut creates, &mut results)?;
     }
+    check_deferred(engine, conn, &deferred)?;
     Ok(entries
         .iter()
         .map(|e| results.remove(&e.index).unwrap_or_default())
         .collect())
+}
+
+/// Writes the transaction's creates in one batch.
+fn flush_creates(
+    engine: &Engine<'_>,
+    conn: &mut DbConnection,
+    creates: &mut Vec<(&Entry, crate::store::bulk::NewResource)>,
+    results: &mut HashMap<usize, EntryResult>,
+) -> Result<(), TxError> {
+    if creates.is_empty() {
+        return Ok(());
+    }
+    let (entries, items): (Vec<&Entry>, Vec<crate::store::bulk::NewResource>) =
+        std::mem::take(creates).into_iter().unzip();
+    match crate::store::bulk::create_many_in(conn, engine.system_id, items) {
+        Ok(written) => {
+            for (entry, written) in entries.iter().zip(written) {
+                results.insert(
+                    entry.index,
+                    written_result(entry.target.resource_type(), &written),
+                );
+            }
+            Ok(())
+        }
+        Err(WriteError::Contended) => Err(TxError::Contended),
+        Err(WriteError::DuplicateNhsNumber {
+            nhs_number,
+            existing,
+        }) => {
+            let entry = entries
+                .iter()
+                .find(|e| {
+                    e.resource.as_ref().is_some_and(|r| {
+                        r.get("identifier")
+                            .is_some_and(|i| i.to_string().contains(&nhs_number))
+                    })
+                })
+                .or(entries.first())
+                .copied();
+            let error = WriteError::DuplicateNhsNumber {
+                nhs_number,
+                existing,
+            };
+            match entry {
+                Some(entry) => Err(write_failure(entry, error, None)),
+                None => Err(TxError::Contended),
+            }
+        }
+        Err(other) => match entries.first() {
+            Some(entry) => Err(write_failure(entry, other, None)),
+            None => Err(TxError::Contended),
+        },
+    }
+}
+
+/// Every reference of every written resource must resolve in the local system, now that the
+/// whole transaction is written: one query per referenced type.
+fn check_deferred(
+    engine: &Engine<'_>,
+    conn: &mut DbConnection,
+    deferred: &[(&Entry, resources::ReferenceCheck)],
+) -> Result<(), TxError> {
+    if deferred.is_empty() {
+        return Ok(());
+    }
+    let all: Vec<resources::ReferenceCheck> = deferred.iter().map(|(_, r)| r.clone()).collect();
+    // No resource of this kind exists, so no reference is excused as a self-reference.
+    let nobody = ResourceId::generate();
+    match resources::check_references(conn, engine.system_id, ResourceType::Patient, &nobody, &all)
+    {
+        Ok(()) => Ok(()),
+        Err(WriteError::ReferenceNotFound {
+            reference,
+            expression,
+        }) => {
+            let entry = deferred
+                .iter()
+                .find(|(_, r)| {
+                    format!("{}/{}", r.resource_type, r.id) == reference
+                        && r.expression == expression
+                })
+                .map(|(e, _)| *e);
+            let error = ApiError::ReferenceNotFound {
+                reference,
+                expression,
+            };
+            Err(match entry {
+                Some(entry) => TxError::Entry(entry_error(entry, error)),
+                None => TxError::Entry(EntryError {
+                    index: 0,
+                    full_url: None,
+                    error,
+                }),
+            })
+        }
+        Err(WriteError::Contended) => Err(TxError::Contended),
+        Err(other) => Err(TxError::Entry(EntryError {
+            index: 0,
+            full_url: None,
+            error: ApiError::from_write(other, ResourceType::Patient, None),
+        })),
+    }
 }
 
 fn written_result(rtype: ResourceType, written: &Written) -> EntryResult {
@@ -1019,23 +1269,27 @@ fn collect_conditional_references(value: &Value, out: &mut Vec<String>) {
 /// Replaces every string that names a resolved entry (a `urn:uuid:` fullUrl, a conditional
 /// reference) with the resource's `Type/id` — in references, extensions and contained resources
 /// alike. One pass, one hash lookup per string: linear in the bundle's size.
-fn rewrite(resource: &mut Map<String, Value>, mapping: &HashMap<String, String>) {
-    fn walk(value: &mut Value, mapping: &HashMap<String, String>) {
+/// Returns the mapping keys it replaced.
+fn rewrite(resource: &mut Map<String, Value>, mapping: &HashMap<String, String>) -> Vec<String> {
+    fn walk(value: &mut Value, mapping: &HashMap<String, String>, used: &mut Vec<String>) {
         match value {
             Value::String(text) => {
                 if let Some(target) = mapping.get(text.as_str()) {
-                    *text = target.clone();
+                    used.push(std::mem::replace(text, target.clone()));
                 }
             }
-            Value::Object(map) => map.values_mut().for_each(|v| walk(v, mapping)),
-            Value::Array(items) => items.iter_mut().for_each(|v| walk(v, mapping)),
+            Value::Object(map) => map.values_mut().for_each(|v| walk(v, mapping, used)),
+            Value::Array(items) => items.iter_mut().for_each(|v| walk(v, mapping, used)),
             _ => {}
         }
     }
-    if mapping.is_empty() {
-        return;
+    let mut used = Vec::new();
+    if !mapping.is_empty() {
+        resource
+            .values_mut()
+            .for_each(|v| walk(v, mapping, &mut used));
     }
-    resource.values_mut().for_each(|v| walk(v, mapping));
+    used
 }
 
 /// The response Bundle (`transaction-response` or `batch-response`).

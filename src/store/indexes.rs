@@ -26,7 +26,7 @@ pub fn clear(conn: &mut DbConnection, pk: i64) -> QueryResult<()> {
     Ok(())
 }
 
-fn text(value: &str) -> Bind {
+pub(crate) fn text(value: &str) -> Bind {
     Bind::Text(value.to_owned())
 }
 
@@ -34,8 +34,9 @@ fn optional(value: Option<&str>) -> Option<Bind> {
     value.map(text)
 }
 
-/// Inserts `rows` (each a list of values; `None` is NULL) into `table (columns)`.
-fn insert(
+/// Inserts `rows` (each a list of values; `None` is NULL) into `table (columns)`, as multi-row
+/// INSERTs.
+pub(crate) fn insert(
     conn: &mut DbConnection,
     table: &str,
     columns: &str,
@@ -72,30 +73,33 @@ pub fn write(
     pk: i64,
     rows: &IndexRows,
 ) -> Result<(), StoreError> {
-    let key = || [Some(Bind::Int(system_id)), Some(Bind::Int(pk))];
-    let strings = rows
-        .strings
-        .iter()
-        .map(|v| {
+    write_many(conn, system_id, &[(pk, rows)])
+}
+
+/// Writes the index rows of many resources, a few statements in all.
+pub fn write_many(
+    conn: &mut DbConnection,
+    system_id: i64,
+    resources: &[(i64, &IndexRows)],
+) -> Result<(), StoreError> {
+    let mut strings = Vec::new();
+    let mut tokens = Vec::new();
+    let mut dates = Vec::new();
+    let mut references = Vec::new();
+    let mut quantities = Vec::new();
+    let mut uris = Vec::new();
+    for (pk, rows) in resources {
+        let key = || [Some(Bind::Int(system_id)), Some(Bind::Int(*pk))];
+        for v in &rows.strings {
             let mut row = key().to_vec();
             row.extend([
                 Some(text(&v.param)),
                 Some(text(&v.norm)),
                 Some(text(&v.exact)),
             ]);
-            row
-        })
-        .collect();
-    insert(
-        conn,
-        "search_string",
-        "system_id, resource_pk, param, value_norm, value_exact",
-        strings,
-    )?;
-    let tokens = rows
-        .tokens
-        .iter()
-        .map(|v| {
+            strings.push(row);
+        }
+        for v in &rows.tokens {
             let mut row = key().to_vec();
             row.extend([
                 Some(text(&v.param)),
@@ -105,38 +109,18 @@ pub fn write(
                 optional(v.type_system.as_deref()),
                 optional(v.type_code.as_deref()),
             ]);
-            row
-        })
-        .collect();
-    insert(
-        conn,
-        "search_token",
-        "system_id, resource_pk, param, system, code, text_norm, type_system, type_code",
-        tokens,
-    )?;
-    let dates = rows
-        .dates
-        .iter()
-        .map(|v| {
+            tokens.push(row);
+        }
+        for v in &rows.dates {
             let mut row = key().to_vec();
             row.extend([
                 Some(text(&v.param)),
                 Some(Bind::Int(v.low)),
                 Some(Bind::Int(v.high)),
             ]);
-            row
-        })
-        .collect();
-    insert(
-        conn,
-        "search_date",
-        "system_id, resource_pk, param, low, high",
-        dates,
-    )?;
-    let references = rows
-        .references
-        .iter()
-        .map(|v| {
+            dates.push(row);
+        }
+        for v in &rows.references {
             let mut row = key().to_vec();
             row.extend([
                 Some(text(&v.param)),
@@ -146,19 +130,9 @@ pub fn write(
                 optional(v.identifier_system.as_deref()),
                 optional(v.identifier_value.as_deref()),
             ]);
-            row
-        })
-        .collect();
-    insert(
-        conn,
-        "search_reference",
-        "system_id, resource_pk, param, target_type, target_id, url, identifier_system, identifier_value",
-        references,
-    )?;
-    let quantities = rows
-        .quantities
-        .iter()
-        .map(|v| {
+            references.push(row);
+        }
+        for v in &rows.quantities {
             let mut row = key().to_vec();
             row.extend([
                 Some(text(&v.param)),
@@ -166,24 +140,44 @@ pub fn write(
                 Some(text(&v.system)),
                 Some(text(&v.code)),
             ]);
-            row
-        })
-        .collect();
+            quantities.push(row);
+        }
+        for v in &rows.uris {
+            let mut row = key().to_vec();
+            row.extend([Some(text(&v.param)), Some(text(&v.value))]);
+            uris.push(row);
+        }
+    }
+    insert(
+        conn,
+        "search_string",
+        "system_id, resource_pk, param, value_norm, value_exact",
+        strings,
+    )?;
+    insert(
+        conn,
+        "search_token",
+        "system_id, resource_pk, param, system, code, text_norm, type_system, type_code",
+        tokens,
+    )?;
+    insert(
+        conn,
+        "search_date",
+        "system_id, resource_pk, param, low, high",
+        dates,
+    )?;
+    insert(
+        conn,
+        "search_reference",
+        "system_id, resource_pk, param, target_type, target_id, url, identifier_system, identifier_value",
+        references,
+    )?;
     insert(
         conn,
         "search_quantity",
         "system_id, resource_pk, param, value, system, code",
         quantities,
     )?;
-    let uris = rows
-        .uris
-        .iter()
-        .map(|v| {
-            let mut row = key().to_vec();
-            row.extend([Some(text(&v.param)), Some(text(&v.value))]);
-            row
-        })
-        .collect();
     insert(
         conn,
         "search_uri",

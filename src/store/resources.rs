@@ -90,7 +90,7 @@ pub struct ReferenceCheck {
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// `If-Match` named a version that is not current.
     #[error("version mismatch: current is {current:?}")]
     VersionMismatch { current: Option<VersionId> },
@@ -112,6 +112,15 @@ pub enum WriteError {
         reference: String,
         expression: String,
     },
+}
+
+impl From<StoreError> for WriteError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Query(query) => Self::from(query),
+            other => Self::Store(other),
+        }
+    }
 }
 
 impl From<diesel::result::Error> for WriteError {
@@ -607,10 +616,7 @@ fn write_version(
         indexes::clear(conn, pk)?;
     }
     if let Some(rows) = new.indexes {
-        indexes::write(conn, new.system_id, pk, rows).map_err(|e| match e {
-            StoreError::Query(q) => WriteError::from(q),
-            other => WriteError::Store(other),
-        })?;
+        indexes::write(conn, new.system_id, pk, rows)?;
     }
 
     Ok(StoredVersion {

@@ -39,14 +39,14 @@ struct Count {
     n: i64,
 }
 
-fn dialect(conn: &DbConnection) -> Dialect {
+pub(crate) fn dialect(conn: &DbConnection) -> Dialect {
     match conn {
         DbConnection::Sqlite(_) => Dialect::Sqlite,
         DbConnection::Pg(_) => Dialect::Postgres,
     }
 }
 
-fn prepared<'a>(
+pub(crate) fn prepared<'a>(
     conn: &DbConnection,
     sql: &'a Sql,
 ) -> diesel::query_builder::BoxedSqlQuery<'a, Backend, diesel::query_builder::SqlQuery> {
