@@ -35,6 +35,38 @@ pub enum Command {
     /// Load transaction/batch Bundles (.json), directories of them, and NDJSON files into a
     /// local system.
     Import(ImportArgs),
+    /// Mint an access token signed with the server's key, printed alone on standard output.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The local system the token is valid for.
+    #[arg(long)]
+    pub system: String,
+    /// clinician | patient | feeder | admin
+    #[arg(long)]
+    pub role: String,
+    /// The subject: who the token is for (and, as Type/id, its fhirUser unless --fhir-user is given).
+    #[arg(long)]
+    pub sub: String,
+    /// SMART v2 scopes (default: the role's, see DESIGN.md).
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// fhirUser, e.g. Patient/123 or Practitioner/456.
+    #[arg(long)]
+    pub fhir_user: Option<String>,
+    /// ODS code of the caller's organisation.
+    #[arg(long)]
+    pub org: Option<String>,
+    /// purpose_of_use, e.g. BTG for break-glass.
+    #[arg(long)]
+    pub purpose_of_use: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: i64,
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -95,6 +127,36 @@ pub struct ServeArgs {
     /// HTTP worker threads; 0 means one per core.
     #[arg(long, env = "CARERECORD_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Requests per second per token; 0 turns limiting off.
+    #[arg(long, env = "CARERECORD_RATE_LIMIT", default_value_t = settings::DEFAULT_RATE_LIMIT)]
+    pub rate_limit: u32,
+    /// Serve without tokens, every request acting as a feeder. For local experiments only.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// Folder for the generated token secret.
+    #[arg(long, env = "CARERECORD_DATA_DIR", default_value = settings::DEFAULT_DATA_DIR)]
+    pub data_dir: std::path::PathBuf,
+    /// HS256 token secret (otherwise generated once into the data folder).
+    #[arg(long, env = "CARERECORD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public keys (RS256/ES256) of external identity providers, comma-separated.
+    #[arg(long, env = "CARERECORD_JWT_PUBLIC_KEYS", value_delimiter = ',')]
+    pub jwt_public_keys: Vec<std::path::PathBuf>,
+    /// A JWKS file of external identity providers' public keys.
+    #[arg(long, env = "CARERECORD_JWKS_FILE")]
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// Required token issuer (iss).
+    #[arg(long, env = "CARERECORD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required token audience (aud).
+    #[arg(long, env = "CARERECORD_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
 }
 
 impl ServeArgs {
@@ -106,6 +168,14 @@ impl ServeArgs {
             db_pool_size: self.db_pool_size,
             public_url: self.public_url,
             workers: self.workers,
+            data_dir: self.keys.data_dir,
+            jwt_secret: self.keys.jwt_secret,
+            jwt_public_keys: self.keys.jwt_public_keys,
+            jwks_file: self.keys.jwks_file,
+            jwt_issuer: self.keys.jwt_issuer,
+            jwt_audience: self.keys.jwt_audience,
+            rate_limit: self.rate_limit,
+            insecure_no_auth: self.insecure_no_auth,
         }
     }
 }
@@ -125,6 +195,7 @@ fn execute(command: Command) -> Result<(), String> {
     match command {
         Command::Serve(args) => serve(args.settings()),
         Command::Import(args) => import(args),
+        Command::Token(args) => token(args),
         Command::Migrate(args) => {
             open(&args)?;
             println!("migrations are up to date");
@@ -164,6 +235,52 @@ fn execute(command: Command) -> Result<(), String> {
             }
         },
     }
+}
+
+fn token(args: TokenArgs) -> Result<(), String> {
+    let role = crate::auth::Role::parse(&args.role).ok_or_else(|| {
+        format!(
+            "'{}' is not a role (clinician, patient, feeder, admin)",
+            args.role
+        )
+    })?;
+    SystemSlug::parse(&args.system)
+        .ok_or_else(|| format!("'{}' is not a valid system slug", args.system))?;
+    let fhir_user = args
+        .fhir_user
+        .or_else(|| args.sub.contains('/').then(|| args.sub.clone()));
+    if role == crate::auth::Role::Patient
+        && !fhir_user
+            .as_deref()
+            .is_some_and(|u| u.starts_with("Patient/"))
+    {
+        return Err("a patient token needs --sub Patient/[id] or --fhir-user Patient/[id]".into());
+    }
+    let now = chrono::Utc::now().timestamp();
+    let claims = crate::auth::Claims {
+        sub: args.sub,
+        role,
+        system: args.system,
+        scope: args
+            .scope
+            .unwrap_or_else(|| role.default_scope().to_owned()),
+        fhir_user,
+        org: args.org,
+        purpose_of_use: args.purpose_of_use,
+        exp: now + args.ttl.max(1),
+        nbf: Some(now),
+        iat: Some(now),
+        iss: None,
+        aud: None,
+    };
+    let config = crate::auth::keys::KeyConfig {
+        secret: args.keys.jwt_secret,
+        data_dir: args.keys.data_dir,
+        ..Default::default()
+    };
+    let token = crate::auth::keys::mint(&config, &claims).map_err(|e| e.to_string())?;
+    println!("{token}");
+    Ok(())
 }
 
 fn import(args: ImportArgs) -> Result<(), String> {
@@ -210,6 +327,9 @@ fn serve(settings: Settings) -> Result<(), String> {
     settings
         .validate()
         .map_err(|e| format!("invalid settings: {e}"))?;
+    if settings.insecure_no_auth {
+        log::warn!("serving WITHOUT authentication (--insecure-no-auth): every request acts as a feeder; never do this with real data");
+    }
     actix_web::rt::System::new().block_on(async move {
         let state = crate::startup::build_state(settings).map_err(|e| e.to_string())?;
         log::info!(

@@ -20,6 +20,9 @@
 //! | `NotAcceptable` | 406 | not-supported | — |
 //! | `UnsupportedMediaType` | 415 | not-supported | — |
 //! | `PayloadTooLarge`, `TooManyEntries` | 413 | too-long | — |
+//! | `Unauthorized` | 401 (`WWW-Authenticate`) | login | ACCESS_DENIED |
+//! | `Forbidden` | 403 | forbidden | ACCESS_DENIED |
+//! | `TooManyRequests` | 429 (`Retry-After`) | throttled | — |
 //! | `Unavailable` | 503 | transient | — |
 //! | `Internal` | 500 | exception | — |
 //!
@@ -92,6 +95,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the Bundle has {count} entries; the limit is {limit}")]
     TooManyEntries { count: usize, limit: usize },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("too many requests for this token; retry after {retry_after} s")]
+    TooManyRequests { retry_after: u64 },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -181,6 +190,13 @@ impl ApiError {
             Self::PayloadTooLarge { .. } | Self::TooManyEntries { .. } => {
                 Issue::error(IssueType::TooLong, message)
             }
+            Self::Unauthorized(_) => {
+                Issue::error(IssueType::Login, message).with_details(SpineCode::AccessDenied)
+            }
+            Self::Forbidden(_) => {
+                Issue::error(IssueType::Forbidden, message).with_details(SpineCode::AccessDenied)
+            }
+            Self::TooManyRequests { .. } => Issue::error(IssueType::Throttled, message),
             Self::Unavailable(_) => Issue::error(
                 IssueType::Transient,
                 "the service is temporarily unavailable; retry later",
@@ -267,6 +283,9 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge { .. } | Self::TooManyEntries { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -279,8 +298,21 @@ impl ResponseError for ApiError {
         if let Self::MethodNotAllowed { allowed, .. } = self {
             response.insert_header((header::ALLOW, *allowed));
         }
-        if let Self::Unavailable(_) = self {
-            response.insert_header((header::RETRY_AFTER, "1"));
+        match self {
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            Self::TooManyRequests { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            Self::Unauthorized(reason) => {
+                let reason = reason.replace('"', "'");
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!("Bearer realm=\"carerecord\", error=\"invalid_token\", error_description=\"{reason}\""),
+                ));
+            }
+            _ => {}
         }
         response.body(operation_outcome(&self.issues()).to_string())
     }

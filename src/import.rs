@@ -127,6 +127,10 @@ pub fn run(options: ImportOptions) -> Result<Summary, String> {
                     system_id,
                     base,
                     lenient: false,
+                    // A local administrator's load: no caller to check, nothing audited.
+                    caller: None,
+                    system: base.trim_start_matches("/fhir/"),
+                    agent: None,
                 };
                 loop {
                     let next = queue.lock().ok().and_then(|mut q| q.next());

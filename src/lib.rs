@@ -4,6 +4,8 @@
 //! `store` (diesel). See DESIGN.md.
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod bundle;
 pub mod cli;
 pub mod error;

@@ -10,6 +10,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_POOL_SIZE: u32 = 8;
 pub const DEFAULT_HISTORY_COUNT: i64 = 50;
+pub const DEFAULT_DATA_DIR: &str = "./data";
+pub const DEFAULT_RATE_LIMIT: u32 = 1000;
 pub const MAX_HISTORY_COUNT: i64 = 1000;
 
 #[derive(Debug, Clone, Validate)]
@@ -33,6 +35,22 @@ pub struct Settings {
     /// HTTP worker threads (`CARERECORD_WORKERS`); 0 means one per core.
     #[validate(range(max = 256))]
     pub workers: usize,
+    /// Where the server keeps its generated token secret (`CARERECORD_DATA_DIR`).
+    pub data_dir: std::path::PathBuf,
+    /// The HS256 token secret (`CARERECORD_JWT_SECRET`); generated into the data folder if unset.
+    pub jwt_secret: Option<String>,
+    /// PEM public keys of external identity providers, RS256 or ES256 (`CARERECORD_JWT_PUBLIC_KEYS`).
+    pub jwt_public_keys: Vec<std::path::PathBuf>,
+    /// A JWKS file of external identity providers' keys (`CARERECORD_JWKS_FILE`).
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// Required `iss` (`CARERECORD_JWT_ISSUER`).
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` (`CARERECORD_JWT_AUDIENCE`).
+    pub jwt_audience: Option<String>,
+    /// Requests per second per token (`CARERECORD_RATE_LIMIT`); 0 turns limiting off.
+    pub rate_limit: u32,
+    /// `--insecure-no-auth`: no tokens, every request acts as a feeder (local experiments only).
+    pub insecure_no_auth: bool,
 }
 
 impl Default for Settings {
@@ -44,6 +62,28 @@ impl Default for Settings {
             db_pool_size: DEFAULT_POOL_SIZE,
             public_url: None,
             workers: 0,
+            data_dir: DEFAULT_DATA_DIR.into(),
+            jwt_secret: None,
+            jwt_public_keys: Vec::new(),
+            jwks_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            rate_limit: DEFAULT_RATE_LIMIT,
+            insecure_no_auth: false,
+        }
+    }
+}
+
+impl Settings {
+    /// The token key configuration these settings describe.
+    pub fn keys(&self) -> crate::auth::keys::KeyConfig {
+        crate::auth::keys::KeyConfig {
+            secret: self.jwt_secret.clone(),
+            data_dir: self.data_dir.clone(),
+            public_keys: self.jwt_public_keys.clone(),
+            jwks: self.jwks_file.clone(),
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
         }
     }
 }

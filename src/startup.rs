@@ -20,13 +20,18 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Definitions(#[from] DefinitionError),
+    #[error(transparent)]
+    Keys(#[from] crate::auth::keys::KeyError),
 }
 
 /// Loads the FHIR definitions, opens and migrates the database, and builds the shared state.
 pub fn build_state(settings: Settings) -> Result<web::Data<AppState>, StartupError> {
     let validator = Validator::new()?;
+    let verifier = crate::auth::keys::Verifier::new(&settings.keys())?;
     let db = Database::open(&settings.database_url, settings.db_pool_size)?;
-    Ok(web::Data::new(AppState::new(db, settings, validator)))
+    Ok(web::Data::new(AppState::new(
+        db, settings, validator, verifier,
+    )))
 }
 
 /// The application: routes, request ids, access log (path only: query strings can carry patient

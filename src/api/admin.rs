@@ -1,4 +1,4 @@
-//! Administration of local systems.
+//! Administration of local systems (an admin token; 401 without a valid one, 403 for other roles).
 //!
 //! - `GET /admin/systems`: 200 with every system
 //! - `GET /admin/systems/{slug}`: 200 with the system; 404 OperationOutcome when unknown
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::body::FhirBody;
+use super::context::AdminCaller;
 use super::AppState;
 use crate::error::ApiError;
 use crate::fhir::resource::parse_object;
@@ -48,7 +49,10 @@ fn slug(raw: &str) -> Result<SystemSlug, ApiError> {
         .ok_or_else(|| ApiError::invalid_parameter("slug", "must match [a-z0-9-]{1,63}"))
 }
 
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    _admin: AdminCaller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let found = state
         .db
         .run(|conn| Ok::<_, ApiError>(systems::list(conn)?))
@@ -61,6 +65,7 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
 }
 
 pub async fn get(
+    _admin: AdminCaller,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -75,6 +80,7 @@ pub async fn get(
 }
 
 pub async fn put(
+    _admin: AdminCaller,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: FhirBody,

@@ -28,7 +28,13 @@ pub async fn transaction(ctx: FhirRequest, body: FhirBody) -> Result<HttpRespons
     let object = parse_object(&body)?;
     let (kind, entries) = bundle::parse(object, &ctx.base).map_err(entry_failure)?;
     let returned = entries.clone();
-    let results = run(&ctx, kind, entries).await?;
+    let results = match run(&ctx, kind, entries).await {
+        Ok(results) => results,
+        Err(error) => {
+            audit_failure(&ctx, ("E", "transaction".into()), &error).await?;
+            return Err(error);
+        }
+    };
     let response = bundle::response_bundle(
         kind,
         &returned,
@@ -56,6 +62,9 @@ pub async fn run(
     let system_id = ctx.system_id;
     let base = ctx.base.clone();
     let lenient = ctx.prefer.handling == Handling::Lenient;
+    let caller = ctx.caller.clone();
+    let agent = ctx.agent.clone();
+    let system = ctx.system.to_string();
     state
         .clone()
         .db
@@ -66,6 +75,9 @@ pub async fn run(
                 system_id,
                 base: &base,
                 lenient,
+                caller: caller.as_ref(),
+                system: &system,
+                agent: Some(&agent),
             };
             match kind {
                 Kind::Transaction => {
@@ -92,7 +104,11 @@ pub async fn run_one(ctx: &FhirRequest, entry: Entry) -> Result<EntryResult, Api
     let system_id = ctx.system_id;
     let base = ctx.base.clone();
     let lenient = ctx.prefer.handling == Handling::Lenient;
-    state
+    let caller = ctx.caller.clone();
+    let agent = ctx.agent.clone();
+    let system = ctx.system.to_string();
+    let audited = entry_summary(&entry);
+    let outcome = state
         .clone()
         .db
         .run(move |conn| {
@@ -102,10 +118,63 @@ pub async fn run_one(ctx: &FhirRequest, entry: Entry) -> Result<EntryResult, Api
                 system_id,
                 base: &base,
                 lenient,
+                caller: caller.as_ref(),
+                system: &system,
+                agent: Some(&agent),
             };
             bundle::transaction(&engine, conn, std::slice::from_ref(&entry))
                 .map(|mut results| results.remove(0))
                 .map_err(|e| e.error)
         })
+        .await;
+    if let Err(error) = &outcome {
+        audit_failure(ctx, audited, error).await?;
+    }
+    outcome
+}
+
+/// What a failed write tried, for its AuditEvent.
+fn entry_summary(entry: &Entry) -> (&'static str, String) {
+    let action = match entry.method {
+        bundle::Method::Post => "C",
+        bundle::Method::Put | bundle::Method::Patch => "U",
+        bundle::Method::Delete => "D",
+        bundle::Method::Get => "R",
+    };
+    let entity = match &entry.target {
+        bundle::Target::Type(t) => t.to_string(),
+        bundle::Target::Instance(t, id) => format!("{t}/{id}"),
+        bundle::Target::Version(t, id, v) => format!("{t}/{id}/_history/{v}"),
+        bundle::Target::Conditional(t, c) => format!("{t}?{c}"),
+    };
+    (action, entity)
+}
+
+/// A refused or failed write is audited too (its own transaction rolled back).
+async fn audit_failure(
+    ctx: &FhirRequest,
+    (action, entity): (&'static str, String),
+    error: &ApiError,
+) -> Result<(), ApiError> {
+    use actix_web::ResponseError;
+    let row = crate::audit::row(
+        &ctx.agent,
+        &crate::audit::Access {
+            action,
+            interaction: "write".into(),
+            outcome: if error.status_code().is_server_error() {
+                "8"
+            } else {
+                "4"
+            },
+            outcome_description: Some(error.to_string()),
+            entity: Some(entity),
+            patient: None,
+        },
+    );
+    ctx.state
+        .audit
+        .record(ctx.system_id, vec![row])
         .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))
 }

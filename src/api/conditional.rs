@@ -40,15 +40,23 @@ fn condition(ctx: &FhirRequest, req: &HttpRequest) -> Result<String, ApiError> {
     Ok(query.to_owned())
 }
 
-fn respond(ctx: &FhirRequest, rtype: ResourceType, result: &EntryResult) -> HttpResponse {
+/// The HTTP answer to one entry's result: status, version headers, `Location` for a create, and
+/// the body `Prefer: return` asks for.
+pub fn respond(ctx: &FhirRequest, rtype: ResourceType, result: &EntryResult) -> HttpResponse {
     let status = StatusCode::from_u16(result.status).unwrap_or(StatusCode::OK);
-    if result.status == 204 {
+    if result.status == 204 && ctx.prefer.return_preference != ReturnPreference::OperationOutcome {
         let mut builder = HttpResponse::NoContent();
         if let Some(v) = result.version {
             builder.insert_header((header::ETAG, v.etag()));
         }
         return builder.finish();
     }
+    // A delete with `Prefer: return=OperationOutcome` answers 200 with the outcome.
+    let status = if status == StatusCode::NO_CONTENT {
+        StatusCode::OK
+    } else {
+        status
+    };
     let mut builder = fhir(status);
     if let Some(v) = result.version {
         builder.insert_header((header::ETAG, v.etag()));

@@ -10,15 +10,16 @@
 //! - 400 malformed JSON, wrong `resourceType`, invalid content; 404 unsupported type;
 //!   413 body too large; 415 not JSON
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
 use super::body::FhirBody;
+use super::bundle::run_one;
+use super::conditional::respond;
 use super::context::FhirRequest;
-use super::response::{resource_type, validate, write_error, written};
+use super::response::resource_type;
+use crate::bundle::{Entry, Method, Target};
 use crate::error::ApiError;
 use crate::fhir::resource::parse_resource;
-use crate::store::resources;
 
 pub async fn create(
     ctx: FhirRequest,
@@ -38,25 +39,17 @@ pub async fn create(
             .to_owned();
         return super::conditional::create(ctx, rtype, condition, &body).await;
     }
-    let mut content = parse_resource(&body, rtype)?;
-    // shift_remove keeps the order of the other elements (remove would swap the last one in).
-    content.shift_remove("id");
-    let (content, derived) = validate(&ctx, rtype, content)?;
-    let system_id = ctx.system_id;
-    let result = ctx
-        .state
-        .db
-        .run(move |conn| {
-            Ok::<_, ApiError>(resources::create(conn, system_id, rtype, content, &derived))
-        })
-        .await?;
-    let written_resource = result.map_err(|e| write_error(e, rtype, None))?;
-    Ok(written(
-        &ctx,
-        StatusCode::CREATED,
-        rtype,
-        &written_resource.id,
-        &written_resource.stored,
-        "Created",
-    ))
+    let content = parse_resource(&body, rtype)?;
+    let entry = Entry {
+        index: 0,
+        full_url: None,
+        method: Method::Post,
+        target: Target::Type(rtype),
+        resource: Some(content),
+        if_none_exist: None,
+        if_match: None,
+        if_none_match: None,
+    };
+    let result = run_one(&ctx, entry).await?;
+    Ok(respond(&ctx, rtype, &result))
 }

@@ -109,10 +109,19 @@ async fn run(ctx: FhirRequest, id: ResourceId, path: String) -> Result<HttpRespo
         .collect();
     let patient = id.clone();
     let query_page = page.clone();
+    let caller = ctx.caller.clone();
     let hits = ctx
         .state
         .db
         .run(move |conn| {
+            let what = format!("Patient/{patient}");
+            crate::api::guard::visible(
+                conn,
+                system_id,
+                caller.as_ref(),
+                Some(patient.as_str()),
+                &what,
+            )?;
             match resources::read_current(conn, system_id, ResourceType::Patient, &patient)? {
                 ReadResult::Found(_) => {}
                 ReadResult::Deleted { .. } => {
@@ -133,6 +142,15 @@ async fn run(ctx: FhirRequest, id: ResourceId, path: String) -> Result<HttpRespo
             Ok::<_, ApiError>(store_search::hits(conn, &sql)?)
         })
         .await?;
+    crate::api::guard::audit_reads(
+        &ctx,
+        vec![crate::api::guard::read_access(
+            "everything",
+            format!("Patient/{id}/$everything"),
+            Some(id.to_string()),
+        )],
+    )
+    .await?;
     let mut hits = hits;
     let more = hits.len() > count;
     hits.truncate(count);

@@ -16,6 +16,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::value::RawValue;
 
 use super::context::FhirRequest;
+use super::guard;
 use super::response::{fhir, reject_unknown_params, resource_id, resource_type};
 use crate::error::ApiError;
 use crate::fhir::bundle::{Bundle, HistoryEntry};
@@ -44,6 +45,17 @@ pub async fn instance_history(
 ) -> Result<HttpResponse, ApiError> {
     let rtype = resource_type(&path.1)?;
     let id = resource_id(&path.2)?;
+    let system_id = ctx.system_id;
+    // Who may see the resource may see its history; the access is audited.
+    let lookup = id.clone();
+    guard::read_guarded(
+        &ctx,
+        rtype,
+        "history-instance",
+        format!("{rtype}/{id}/_history"),
+        move |conn| resources::read_current(conn, system_id, rtype, &lookup),
+    )
+    .await?;
     let system_id = ctx.system_id;
     let lookup = id.clone();
     let key = ctx

@@ -2,6 +2,7 @@
 //! Handlers are thin: parse, call the store, shape the response.
 
 pub mod admin;
+pub mod audit_events;
 pub mod body;
 pub mod bundle;
 pub mod capabilities;
@@ -11,6 +12,7 @@ pub mod context;
 pub mod create;
 pub mod delete;
 pub mod everything;
+pub mod guard;
 pub mod health;
 pub mod history;
 pub mod read;
@@ -26,6 +28,9 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
+use crate::audit::AuditLog;
+use crate::auth::keys::Verifier;
+use crate::auth::rate::RateLimiter;
 use crate::error::ApiError;
 use crate::search::Search;
 use crate::settings::Settings;
@@ -40,17 +45,25 @@ pub struct AppState {
     pub validator: Validator,
     pub search: Search,
     pub systems: SystemCache,
+    pub verifier: Verifier,
+    pub rate: RateLimiter,
+    pub audit: AuditLog,
 }
 
 impl AppState {
-    pub fn new(db: Database, settings: Settings, validator: Validator) -> Self {
+    pub fn new(db: Database, settings: Settings, validator: Validator, verifier: Verifier) -> Self {
         let search = Search::new(validator.definitions());
+        let rate = RateLimiter::new(settings.rate_limit);
+        let audit = AuditLog::start(db.clone());
         Self {
             db,
             settings,
             validator,
             search,
             systems: SystemCache::default(),
+            verifier,
+            rate,
+            audit,
         }
     }
 }
@@ -100,6 +113,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(search::search_system))
                     .route(web::post().to(bundle::transaction))
                     .default_service(web::to(fhir_not_allowed("GET, POST"))),
+            )
+            .service(
+                web::resource("/AuditEvent")
+                    .route(web::get().to(audit_events::search))
+                    .default_service(web::to(fhir_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/AuditEvent/{id}")
+                    .route(web::get().to(audit_events::read))
+                    .default_service(web::to(fhir_not_allowed("GET"))),
             )
             .service(
                 web::resource("/Patient/$everything")

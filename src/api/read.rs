@@ -12,6 +12,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::context::FhirRequest;
+use super::guard;
 use super::response::{fhir, resource_id, resource_type, version_headers};
 use crate::error::ApiError;
 use crate::fhir::instant::Millis;
@@ -28,13 +29,10 @@ pub async fn read(
     let id = resource_id(&raw_id)?;
     let system_id = ctx.system_id;
     let lookup = id.clone();
-    let result = ctx
-        .state
-        .db
-        .run(move |conn| {
-            Ok::<_, ApiError>(resources::read_current(conn, system_id, rtype, &lookup)?)
-        })
-        .await?;
+    let result = guard::read_guarded(&ctx, rtype, "read", format!("{rtype}/{id}"), move |conn| {
+        resources::read_current(conn, system_id, rtype, &lookup)
+    })
+    .await?;
     match result {
         ReadResult::Found(stored) => {
             if not_modified(&req, &stored) {

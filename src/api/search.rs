@@ -16,7 +16,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
 use super::context::{FhirRequest, Handling};
+use super::guard;
 use super::response::{fhir, resource_id, resource_type};
+use crate::auth::Role;
 use crate::error::ApiError;
 use crate::fhir::bundle::{SearchMode, SearchsetBuilder};
 use crate::fhir::outcome::{operation_outcome, Issue, IssueType, SpineCode};
@@ -156,6 +158,7 @@ impl actix_web::FromRequest for FormBody {
 fn selective(clause: &Clause) -> bool {
     match clause {
         Clause::Id(_) | Clause::InCompartment { .. } => true,
+        Clause::ExcludeRestricted { .. } => false,
         Clause::LastUpdated(_) => true,
         Clause::Missing { .. } => false,
         Clause::Param { negate, any_of, .. } => {
@@ -197,6 +200,7 @@ async fn run(
     if let Some(clause) = compartment {
         request.clauses.insert(0, clause);
     }
+    confine(&ctx, &types, &mut request)?;
     let page_size = request.count;
     let page = match &request.cursor {
         Some(cursor) => paging::decode(cursor, page_size).ok_or_else(|| {
@@ -271,7 +275,136 @@ async fn run(
             Ok::<_, ApiError>((hits, total, included))
         })
         .await?;
+    let (hits, included) = drop_hidden(&ctx, hits, included).await?;
+    audit_search(&ctx, &types, &params, &hits, &included).await?;
     respond(&ctx, &request, &page, path, hits, total, included)
+}
+
+/// Narrows a search to what the caller may see, in the query itself (never by dropping rows
+/// after paging): a patient to their compartment; a clinician without break-glass away from
+/// restricted records.
+fn confine(
+    ctx: &FhirRequest,
+    types: &[ResourceType],
+    request: &mut SearchRequest,
+) -> Result<(), ApiError> {
+    let Some(caller) = &ctx.caller else {
+        return Ok(());
+    };
+    let compartment = &ctx.state.search.compartment;
+    match caller.role() {
+        Role::Patient => {
+            let own = caller.patient().map(|p| p.to_string()).unwrap_or_default();
+            let [rtype] = types else {
+                return Err(ApiError::Forbidden(
+                    "a patient searches one type of their own record at a time".into(),
+                ));
+            };
+            let clause = match rtype {
+                ResourceType::Patient => Clause::Id(vec![own]),
+                other if !compartment.params(*other).is_empty() => Clause::InCompartment {
+                    params: compartment.params(*other).to_vec(),
+                    patient: own,
+                },
+                other => {
+                    return Err(ApiError::Forbidden(format!(
+                        "{other} is outside a patient's own record"
+                    )))
+                }
+            };
+            request.clauses.insert(0, clause);
+        }
+        Role::Clinician if caller.break_glass.is_none() => {
+            let params: Vec<String> = types
+                .iter()
+                .flat_map(|t| compartment.params(*t).to_vec())
+                .collect();
+            request.clauses.push(Clause::ExcludeRestricted { params });
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Included resources the caller may not see are left out (matches are already confined).
+async fn drop_hidden(
+    ctx: &FhirRequest,
+    hits: Vec<Hit>,
+    included: Vec<Hit>,
+) -> Result<(Vec<Hit>, Vec<Hit>), ApiError> {
+    let Some(caller) = ctx.caller.clone() else {
+        return Ok((hits, included));
+    };
+    if included.is_empty() || matches!(caller.role(), Role::Feeder | Role::Admin) {
+        return Ok((hits, included));
+    }
+    let owners: Vec<Option<String>> = included
+        .iter()
+        .map(|h| {
+            ResourceType::parse(&h.resource_type)
+                .and_then(|t| h.content.as_deref().and_then(|c| guard::owner(t, c)))
+        })
+        .collect();
+    let distinct: Vec<String> = owners
+        .iter()
+        .flatten()
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let system_id = ctx.system_id;
+    let patient_role = caller.role() == Role::Patient;
+    let hidden = ctx
+        .state
+        .db
+        .run(move |conn| guard::hidden_patients(conn, system_id, Some(&caller), &distinct))
+        .await?;
+    let kept = included
+        .into_iter()
+        .zip(owners)
+        .filter(|(_, owner)| match owner {
+            Some(owner) => !hidden.contains(owner),
+            // A patient sees only their own compartment, not the practitioners and places in it.
+            None => !patient_role,
+        })
+        .map(|(h, _)| h)
+        .collect();
+    Ok((hits, kept))
+}
+
+/// One AuditEvent per patient whose data the search returned (one without a patient when none).
+async fn audit_search(
+    ctx: &FhirRequest,
+    types: &[ResourceType],
+    params: &[(String, String)],
+    hits: &[Hit],
+    included: &[Hit],
+) -> Result<(), ApiError> {
+    let query = serde_urlencoded::to_string(params).unwrap_or_default();
+    let names: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+    let entity = format!("{}?{query}", names.join(","));
+    let patients: std::collections::BTreeSet<String> = hits
+        .iter()
+        .chain(included)
+        .filter_map(|h| {
+            ResourceType::parse(&h.resource_type)
+                .and_then(|t| h.content.as_deref().and_then(|c| guard::owner(t, c)))
+        })
+        .collect();
+    let access = |patient: Option<String>| crate::audit::Access {
+        action: "E",
+        interaction: "search-type".into(),
+        outcome: "0",
+        outcome_description: None,
+        entity: Some(entity.clone()),
+        patient,
+    };
+    let accesses: Vec<crate::audit::Access> = if patients.is_empty() {
+        vec![access(None)]
+    } else {
+        patients.into_iter().map(|p| access(Some(p))).collect()
+    };
+    guard::audit_reads(ctx, accesses).await
 }
 
 /// `_include` and `_revinclude` (with `:iterate`) for a page of matches, bounded.

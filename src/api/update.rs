@@ -12,16 +12,17 @@
 //! - 400 missing or different body id, malformed or invalid body; 409 when concurrent writers keep
 //!   winning the race
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use super::body::FhirBody;
+use super::bundle::run_one;
+use super::conditional::respond;
 use super::context::FhirRequest;
-use super::response::{if_match, resource_id, resource_type, validate, write_error, written};
+use super::response::{if_match, resource_id, resource_type};
+use crate::bundle::{Entry, Method, Target};
 use crate::error::ApiError;
 use crate::fhir::resource::parse_resource;
-use crate::store::resources::{self, WriteKind};
 
 pub async fn update(
     ctx: FhirRequest,
@@ -47,29 +48,16 @@ pub async fn update(
             )))
         }
     }
-    let (content, derived) = validate(&ctx, rtype, content)?;
-    let system_id = ctx.system_id;
-    let target = id.clone();
-    let result = ctx
-        .state
-        .db
-        .run(move |conn| {
-            Ok::<_, ApiError>(resources::update(
-                conn,
-                system_id,
-                rtype,
-                &target,
-                content,
-                expected_version,
-                &derived,
-            ))
-        })
-        .await?;
-    let outcome = result.map_err(|e| write_error(e, rtype, Some(&id)))?;
-    let (status, message) = match outcome.kind {
-        WriteKind::Created => (StatusCode::CREATED, "Created"),
-        WriteKind::Updated => (StatusCode::OK, "Updated"),
-        WriteKind::Unchanged => (StatusCode::OK, "No change to"),
+    let entry = Entry {
+        index: 0,
+        full_url: None,
+        method: Method::Put,
+        target: Target::Instance(rtype, id),
+        resource: Some(content),
+        if_none_exist: None,
+        if_match: expected_version,
+        if_none_match: None,
     };
-    Ok(written(&ctx, status, rtype, &id, &outcome.stored, message))
+    let result = run_one(&ctx, entry).await?;
+    Ok(respond(&ctx, rtype, &result))
 }

@@ -11,6 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
 use super::context::FhirRequest;
+use super::guard;
 use super::response::{fhir, resource_id, resource_type, version_headers};
 use crate::error::ApiError;
 use crate::fhir::VersionId;
@@ -27,15 +28,14 @@ pub async fn vread(
     let version = VersionId::parse(&raw_version).ok_or_else(not_found)?;
     let system_id = ctx.system_id;
     let lookup = id.clone();
-    let result = ctx
-        .state
-        .db
-        .run(move |conn| {
-            Ok::<_, ApiError>(resources::read_version(
-                conn, system_id, rtype, &lookup, version,
-            )?)
-        })
-        .await?;
+    let result = guard::read_guarded(
+        &ctx,
+        rtype,
+        "vread",
+        format!("{rtype}/{id}/_history/{version}"),
+        move |conn| resources::read_version(conn, system_id, rtype, &lookup, version),
+    )
+    .await?;
     match result {
         ReadResult::Found(stored) => {
             let mut builder = fhir(StatusCode::OK);

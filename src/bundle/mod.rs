@@ -15,6 +15,8 @@ use std::collections::{HashMap, HashSet};
 use actix_web::http::StatusCode;
 use serde_json::{json, Map, Value};
 
+use crate::audit::Agent;
+use crate::auth::{authorize, Caller, Interaction, Role};
 use crate::error::ApiError;
 use crate::fhir::instant::Millis;
 use crate::fhir::outcome::{operation_outcome, Issue};
@@ -156,6 +158,98 @@ pub struct Engine<'a> {
     /// The local system's FHIR base, for absolute references to itself.
     pub base: &'a str,
     pub lenient: bool,
+    /// The caller, whose access each entry is checked against (`None`: a local import).
+    pub caller: Option<&'a Caller>,
+    /// The local system's slug (what a token is bound to).
+    pub system: &'a str,
+    /// Who acts, for the AuditEvents written with each entry (`None`: not audited).
+    pub agent: Option<&'a Agent>,
+}
+
+/// Checks each entry against the caller's access before anything runs.
+fn authorize_entries(engine: &Engine<'_>, entries: &[Entry]) -> Result<(), EntryError> {
+    let Some(caller) = engine.caller else {
+        return Ok(());
+    };
+    for entry in entries {
+        if caller.role() == Role::Patient {
+            return Err(entry_error(
+                entry,
+                ApiError::Forbidden("a patient may not send transactions or batches".into()),
+            ));
+        }
+        let interaction = match (entry.method, &entry.target) {
+            (Method::Post, _) => Interaction::Create,
+            (Method::Put | Method::Patch, _) => Interaction::Update,
+            (Method::Delete, _) => Interaction::Delete,
+            (Method::Get, Target::Type(_) | Target::Conditional(..)) => Interaction::Search,
+            (Method::Get, _) => Interaction::Read,
+        };
+        authorize(
+            caller,
+            engine.system,
+            entry.target.resource_type().as_str(),
+            interaction,
+        )
+        .map_err(|denied| entry_error(entry, ApiError::Forbidden(denied.to_string())))?;
+    }
+    Ok(())
+}
+
+/// The AuditEvents of a transaction's entries, written in its own database transaction.
+fn audit_entries(
+    engine: &Engine<'_>,
+    conn: &mut DbConnection,
+    entries: &[Entry],
+    results: &[EntryResult],
+) -> Result<(), TxError> {
+    let Some(agent) = engine.agent else {
+        return Ok(());
+    };
+    let rows: Vec<crate::audit::Row> = entries
+        .iter()
+        .zip(results)
+        .map(|(entry, result)| {
+            let rtype = entry.target.resource_type();
+            let (action, interaction) = match entry.method {
+                Method::Post => ("C", "create"),
+                Method::Put => ("U", "update"),
+                Method::Patch => ("U", "patch"),
+                Method::Delete => ("D", "delete"),
+                Method::Get => ("R", "read"),
+            };
+            let patient = result
+                .resource
+                .as_deref()
+                .and_then(|c| serde_json::from_str::<Value>(c).ok())
+                .and_then(|v| crate::auth::patient_of(rtype, &v));
+            let entity = result.location.clone().or_else(|| match &entry.target {
+                Target::Instance(t, id) => Some(format!("{t}/{id}")),
+                Target::Conditional(t, c) => Some(format!("{t}?{c}")),
+                Target::Version(t, id, v) => Some(format!("{t}/{id}/_history/{v}")),
+                Target::Type(t) => Some(t.to_string()),
+            });
+            crate::audit::row(
+                agent,
+                &crate::audit::Access {
+                    action,
+                    interaction: interaction.into(),
+                    outcome: if result.status < 400 { "0" } else { "4" },
+                    outcome_description: None,
+                    entity,
+                    patient,
+                },
+            )
+        })
+        .collect();
+    crate::audit::insert(conn, engine.system_id, &rows).map_err(|e| match e {
+        crate::store::StoreError::Query(q) => TxError::from(q),
+        other => TxError::Entry(EntryError {
+            index: 0,
+            full_url: None,
+            error: ApiError::from(other),
+        }),
+    })
 }
 
 fn entry_error(entry: &Entry, error: ApiError) -> EntryError {
@@ -410,6 +504,7 @@ pub fn transaction(
     conn: &mut DbConnection,
     entries: &[Entry],
 ) -> Result<Vec<EntryResult>, EntryError> {
+    authorize_entries(engine, entries)?;
     let provisional = Provisional::new(entries);
     let prepared = prepare_ahead(engine, entries, &provisional)?;
     let mut attempt = 0;
@@ -780,12 +875,14 @@ fn run_transaction(
                             },
                         ))
                     }
-                    _ => return Err(fail(
-                        entry,
-                        ApiError::PreconditionFailed(format!(
+                    _ => {
+                        return Err(fail(
+                            entry,
+                            ApiError::PreconditionFailed(format!(
                             "the conditional reference {reference} matches more than one {rtype}"
                         )),
-                    )),
+                        ))
+                    }
                 }
             }
         }
@@ -973,10 +1070,12 @@ fn run_transaction(
         flush_creates(engine, conn, &mut creates, &mut results)?;
     }
     check_deferred(engine, conn, &deferred)?;
-    Ok(entries
+    let results: Vec<EntryResult> = entries
         .iter()
         .map(|e| results.remove(&e.index).unwrap_or_default())
-        .collect())
+        .collect();
+    audit_entries(engine, conn, entries, &results)?;
+    Ok(results)
 }
 
 /// Writes the transaction's creates in one batch.

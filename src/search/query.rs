@@ -189,6 +189,8 @@ pub enum Clause {
         params: Vec<String>,
         patient: String,
     },
+    /// Access control: leave out restricted Patients and what names them through `params`.
+    ExcludeRestricted { params: Vec<String> },
 }
 
 #[derive(Debug, Clone, PartialEq)]

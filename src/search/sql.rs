@@ -22,6 +22,7 @@ pub enum Bind {
     Text(String),
     Int(i64),
     Float(f64),
+    Bool(bool),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,6 +309,26 @@ fn clause_sql(
             sql.push(" AND param IN (");
             list_texts(sql, params);
             sql.push("))");
+        }
+        Clause::ExcludeRestricted { params } => {
+            let restricted_patients = |sql: &mut Sql| {
+                sql.push("SELECT t.resource_pk FROM search_token t WHERE t.system_id = ");
+                sql.int(system_id);
+                sql.push(" AND t.param = '_security' AND t.code = 'R' AND t.system = ");
+                sql.text(crate::store::access::CONFIDENTIALITY);
+            };
+            sql.push(&format!("{alias}.pk NOT IN ("));
+            restricted_patients(sql);
+            sql.push(")");
+            if !params.is_empty() {
+                sql.push(&format!(" AND {alias}.pk NOT IN (SELECT x.resource_pk FROM search_reference x WHERE x.system_id = "));
+                sql.int(system_id);
+                sql.push(" AND x.target_type = 'Patient' AND x.param IN (");
+                list_texts(sql, params);
+                sql.push(") AND x.target_id IN (SELECT rp.id FROM resources rp WHERE rp.pk IN (");
+                restricted_patients(sql);
+                sql.push(")))");
+            }
         }
         Clause::Has {
             source,

@@ -3,6 +3,7 @@
 //!
 //! All database work is synchronous diesel code; [`Database::run`] moves it off the async workers.
 
+pub mod access;
 pub mod bulk;
 pub mod history;
 pub mod indexes;

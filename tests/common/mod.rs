@@ -95,9 +95,14 @@ impl Drop for Db {
     }
 }
 
+/// The token secret of every test server.
+pub const TEST_SECRET: &str = "test-secret-not-for-production-0123456789";
+
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
     pub address: String,
+    /// Where the server's key files live (tests configure a secret, so nothing is generated).
+    pub data_dir: PathBuf,
     pub client: awc::Client,
     pub database_url: String,
     _db: Db,
@@ -129,12 +134,19 @@ impl TestApp {
     }
 
     async fn start(database_url: String, db: Db) -> Self {
+        let data_dir =
+            std::env::temp_dir().join(format!("carerecord-test-{}", uuid::Uuid::new_v4().simple()));
+        let keys = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys");
         let settings = Settings {
             listen: "127.0.0.1:0".into(),
             database_url: database_url.clone(),
             db_pool_size: 4,
             workers: 1,
             max_body_bytes: 4 * 1024 * 1024,
+            jwt_secret: Some(TEST_SECRET.into()),
+            data_dir: data_dir.clone(),
+            jwt_public_keys: vec![keys.join("rs256-public.pem"), keys.join("es256-public.pem")],
+            rate_limit: 0,
             ..Settings::default()
         };
         let state = carerecord::startup::build_state(settings).expect("database opens");
@@ -143,6 +155,7 @@ impl TestApp {
         let server = carerecord::startup::server(state, listener).unwrap();
         actix_web::rt::spawn(server);
         Self {
+            data_dir,
             address: format!("http://127.0.0.1:{port}"),
             client: awc::Client::builder()
                 .timeout(std::time::Duration::from_secs(60))
@@ -171,6 +184,16 @@ impl TestApp {
         };
         let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self.client.request(method, url);
+        // Every request carries a token for its path (a feeder of the system, or an admin),
+        // unless the test sends its own Authorization.
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        {
+            if let Some(token) = self.default_token(path) {
+                request = request.insert_header(("authorization", format!("Bearer {token}")));
+            }
+        }
         for (name, value) in headers {
             request = request.insert_header((*name, *value));
         }
@@ -190,6 +213,59 @@ impl TestApp {
             headers: response.headers().clone(),
             body,
         }
+    }
+
+    fn default_token(&self, path: &str) -> Option<String> {
+        let relative = path.strip_prefix(&self.address).unwrap_or(path);
+        if relative.starts_with("/admin") {
+            return Some(self.token("admin", "default", "admin", None, None));
+        }
+        let system = relative.strip_prefix("/fhir/")?.split(['/', '?']).next()?;
+        Some(self.token("feeder", system, "test-feeder", None, None))
+    }
+
+    /// A token signed with the test server's secret.
+    pub fn token(
+        &self,
+        role: &str,
+        system: &str,
+        sub: &str,
+        fhir_user: Option<&str>,
+        scope: Option<&str>,
+    ) -> String {
+        self.token_with(role, system, sub, fhir_user, scope, None)
+    }
+
+    pub fn token_with(
+        &self,
+        role: &str,
+        system: &str,
+        sub: &str,
+        fhir_user: Option<&str>,
+        scope: Option<&str>,
+        purpose_of_use: Option<&str>,
+    ) -> String {
+        let role = carerecord::auth::Role::parse(role).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let claims = carerecord::auth::Claims {
+            sub: sub.into(),
+            role,
+            system: system.into(),
+            scope: scope.unwrap_or(role.default_scope()).into(),
+            fhir_user: fhir_user.map(str::to_owned),
+            org: Some("B82005".into()),
+            purpose_of_use: purpose_of_use.map(str::to_owned),
+            exp: now + 600,
+            nbf: Some(now),
+            iat: Some(now),
+            iss: None,
+            aud: None,
+        };
+        let config = carerecord::auth::keys::KeyConfig {
+            secret: Some(TEST_SECRET.into()),
+            ..Default::default()
+        };
+        carerecord::auth::keys::mint(&config, &claims).unwrap()
     }
 
     pub async fn get(&self, path: &str) -> Reply {
