@@ -834,7 +834,7 @@ fn of_type(name: &str, value: &str) -> Result<Predicate, ParamError> {
 fn date_predicate(name: &str, value: &str) -> Result<Predicate, ParamError> {
     let (prefix, rest) = Prefix::split(value);
     let (low, high) = date_range(rest).ok_or_else(|| {
-        ParamError::new(name, format!("'{value}' is not a date (YYYY, YYYY-MM, YYYY-MM-DD or a dateTime with a time zone), optionally after eq, ne, gt, lt, ge, le, sa, eb or ap"))
+        ParamError::new(name, format!("'{value}' is not a date (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss[.fff][Z|±hh:mm]), optionally after eq, ne, gt, lt, ge, le, sa, eb or ap"))
     })?;
     Ok(Predicate::Date { prefix, low, high })
 }
