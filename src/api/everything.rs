@@ -122,6 +122,7 @@ async fn run(ctx: FhirRequest, id: ResourceId, path: String) -> Result<HttpRespo
                     return Err(ApiError::not_found(ResourceType::Patient, patient.as_str()))
                 }
             }
+            store_search::refresh_statistics(conn)?;
             let sql = sql::everything(
                 system_id,
                 patient.as_str(),

@@ -241,6 +241,7 @@ async fn run(
         .state
         .db
         .run(move |conn| {
+            store_search::refresh_statistics(conn)?;
             if unselective {
                 for rtype in &registry_types {
                     let size = store_search::count(conn, &sql::type_size(system_id, *rtype))?;
