@@ -726,6 +726,136 @@ async fn last_updated(app: TestApp) {
     check(&app, "default", &cases).await;
 }
 
+async fn chains_and_reverse_chains(app: TestApp) {
+    let corpus = Corpus::load(&app, "default").await;
+    let bulk_with = |keep: &dyn Fn(&common::corpus::BulkEncounter) -> bool| -> Vec<String> {
+        let mut subjects: Vec<String> = corpus
+            .bulk_encounters
+            .iter()
+            .filter(|e| keep(e))
+            .map(|e| e.subject.clone())
+            .collect();
+        subjects.sort();
+        subjects.dedup();
+        subjects
+    };
+    let cancelled_and_amb: Vec<String> = bulk_with(&|e| e.status == "cancelled")
+        .into_iter()
+        .filter(|p| bulk_with(&|e| e.class == "AMB").contains(p))
+        .collect();
+    let mut gps_of_cancelled: Vec<String> = corpus
+        .bulk_patients
+        .iter()
+        .filter(|p| bulk_with(&|e| e.status == "cancelled").contains(&p.id))
+        .map(|p| p.gp.clone())
+        .collect();
+    gps_of_cancelled.sort();
+    gps_of_cancelled.dedup();
+    let nhs = "https://fhir.nhs.uk/Id/nhs-number";
+    let cases: Vec<Case> = vec![
+        // Chains: ref:Type.param, one and two levels, with every kind of inner parameter.
+        case(
+            format!("Encounter?subject:Patient.identifier={nhs}|{SMITH_NHS}"),
+            ids(&["e-morning", "e-afternoon"]),
+        ),
+        case(
+            format!("Encounter?subject:Patient.identifier={nhs}|943%20476%205919"),
+            ids(&["e-morning", "e-afternoon"]),
+        ),
+        case(
+            "Encounter?subject:Patient.family=smi",
+            ids(&["e-morning", "e-afternoon", "e-nextday"]),
+        ),
+        case(
+            "Encounter?subject:Patient.family=smyth,okafor",
+            ids(&["e-2021"]),
+        ),
+        case("Encounter?patient.family=okafor", ids(&["e-2021"])),
+        case(
+            "Encounter?subject:Patient.birthdate=1980",
+            ids(&["e-morning", "e-afternoon", "e-nextday"]),
+        ),
+        case(
+            "Encounter?subject:Patient._id=p-olaf",
+            ids(&["e-long", "e-open"]),
+        ),
+        case(
+            "Encounter?service-provider.name=st%20mary",
+            ids(&["e-nextday", "e-long", "e-open"]),
+        ),
+        case("Encounter?location.name=ward", ids(&["e-nextday", "e-long"])),
+        case(
+            "ServiceRequest?requester:Practitioner.name=okafor",
+            ids(&["sr-cardio"]),
+        ),
+        case(
+            "ServiceRequest?requester:PractitionerRole.organization.name=riverside",
+            ids(&["sr-derm"]),
+        ),
+        case(
+            "ServiceRequest?requester:PractitionerRole.practitioner.name=jos%C3%A9",
+            ids(&["sr-physio"]),
+        ),
+        case(
+            "Encounter?subject:Patient.general-practitioner:Organization.name=riverside",
+            ids(&["e-morning", "e-afternoon", "e-nextday", "e-2021"]),
+        ),
+        case(
+            "Encounter?subject:Patient.general-practitioner:Organization.identifier=https://fhir.nhs.uk/Id/ods-organization-code|B82002",
+            ids(&["e-long", "e-open"]),
+        ),
+        case(
+            "Encounter?subject:Patient.family=smi&status=finished&class=IMP",
+            ids(&["e-nextday"]),
+        ),
+        // Reverse chains: _has:Type:ref:param.
+        case(
+            "Patient?_has:Encounter:subject:status=finished",
+            plus(
+                &["p-smith", "p-smithson", "p-olaf"],
+                bulk_with(&|e| e.status == "finished"),
+            ),
+        ),
+        case(
+            "Patient?_has:Encounter:patient:class=EMER",
+            plus(&["p-olaf"], bulk_with(&|e| e.class == "EMER")),
+        ),
+        case(
+            "Patient?_has:ServiceRequest:subject:code=http://snomed.info/sct|183519002",
+            ids(&["p-smith"]),
+        ),
+        case(
+            "Practitioner?_has:Encounter:participant:subject=Patient/p-smithson",
+            ids(&["pract-alvarez"]),
+        ),
+        case(
+            "Organization?_has:Patient:general-practitioner:family=smi",
+            ids(&["org-riverside"]),
+        ),
+        case(
+            "Organization?_has:Encounter:service-provider:date=2024-03",
+            ids(&["org-riverside", "org-stmarys"]),
+        ),
+        case(
+            "Patient?_has:Encounter:subject:status=cancelled&_has:Encounter:subject:class=AMB",
+            plus(&["p-zoe"], cancelled_and_amb),
+        ),
+        case(
+            "Organization?_has:Patient:general-practitioner:_has:Encounter:subject:status=cancelled",
+            plus(&["org-riverside"], gps_of_cancelled),
+        ),
+        case(
+            "Patient?_has:Encounter:subject:service-provider.name=riverside",
+            ids(&["p-smith"]),
+        ),
+        case(
+            "Encounter?subject:Patient._has:ServiceRequest:subject:status=completed",
+            ids(&["e-nextday"]),
+        ),
+    ];
+    check(&app, "default", &cases).await;
+}
+
 on_both_backends!(
     string_parameters,
     token_parameters,
@@ -734,4 +864,5 @@ on_both_backends!(
     quantity_uri_and_common_parameters,
     missing_on_every_type,
     last_updated,
+    chains_and_reverse_chains,
 );
