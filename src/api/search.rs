@@ -267,7 +267,10 @@ async fn run(
                 return Ok((Vec::new(), total, Vec::new()));
             }
             let hits = store_search::hits(conn, &sql::select(system_id, &query_request, &base, &query_page))?;
-            let included = gather_includes(conn, system_id, &hits, &includes, &revincludes)?;
+            // One row more than the page was fetched to tell whether another page follows; what
+            // it refers to belongs to that page, not this one.
+            let on_page = &hits[..hits.len().min(page_size)];
+            let included = gather_includes(conn, system_id, on_page, &includes, &revincludes)?;
             Ok::<_, ApiError>((hits, total, included))
         })
         .await?;
