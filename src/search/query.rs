@@ -242,7 +242,8 @@ pub struct SearchRequest {
     pub total: Total,
     /// An opaque paging cursor from a previous page's link.
     pub cursor: Option<String>,
-    /// The parameters as given, for the links (paging parameters excluded).
+    /// The parameters used, as given, for the links (paging parameters and parameters ignored
+    /// under lenient handling excluded).
     pub echo: Vec<(String, String)>,
     /// Parameters ignored under lenient handling.
     pub ignored: Vec<ParamError>,
@@ -268,12 +269,20 @@ pub fn parse(
         ));
     }
     for (name, value) in params {
-        if name != "_cursor" && name != "_format" && name != "_pretty" {
-            request.echo.push((name.clone(), value.clone()));
-        }
-        let result = parse_one(registry, types, name, value, &mut request);
+        // Errors name the parameter as the client wrote it (`subject:Patient.colour`, not
+        // `colour`).
+        let result =
+            parse_one(registry, types, name, value, &mut request).map_err(|e| ParamError {
+                param: name.clone(),
+                ..e
+            });
         match result {
-            Ok(()) => {}
+            Ok(()) => {
+                if name != "_cursor" && name != "_format" && name != "_pretty" {
+                    request.echo.push((name.clone(), value.clone()));
+                }
+            }
+            // Left out of the links too: they show the parameters actually used.
             Err(e) if e.unknown && lenient => request.ignored.push(e),
             Err(e) => return Err(e),
         }
