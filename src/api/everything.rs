@@ -90,7 +90,7 @@ async fn run(ctx: FhirRequest, id: ResourceId, path: String) -> Result<HttpRespo
         }
     }
     let page = match &cursor {
-        Some(c) => paging::decode(c, count).ok_or_else(|| {
+        Some(c) => paging::decode(c, count, &[]).ok_or_else(|| {
             ApiError::invalid_parameter("_cursor", "is not a cursor this server issued")
         })?,
         None => Page {

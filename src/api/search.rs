@@ -198,7 +198,7 @@ async fn run(
     }
     let page_size = request.count;
     let page = match &request.cursor {
-        Some(cursor) => paging::decode(cursor, page_size).ok_or_else(|| {
+        Some(cursor) => paging::decode(cursor, page_size, &request.sort).ok_or_else(|| {
             ApiError::invalid_parameter("_cursor", "is not a cursor this server issued")
         })?,
         None => Page {
