@@ -771,6 +771,8 @@ async fn chains_and_reverse_chains(app: TestApp) {
             ids(&["e-2021"]),
         ),
         case("Encounter?patient.family=okafor", ids(&["e-2021"])),
+        // subject may name a Group too, but only Patients are stored here.
+        case("Encounter?subject.family=okafor", ids(&["e-2021"])),
         case(
             "Encounter?subject:Patient.birthdate=1980",
             ids(&["e-morning", "e-afternoon", "e-nextday"]),
