@@ -523,13 +523,19 @@ fn date_condition(
     low: i64,
     high: i64,
 ) {
+    // A stored range starts no later than it ends, so bounding the start as well where that
+    // follows keeps an index range scan on (low, high) narrow instead of open-ended.
+    let ranged = low_col != high_col;
     match prefix {
         Prefix::Eq => {
             sql.push(&format!("({low_col} >= "))
                 .int(low)
                 .push(&format!(" AND {high_col} <= "))
-                .int(high)
-                .push(")");
+                .int(high);
+            if ranged {
+                sql.push(&format!(" AND {low_col} <= ")).int(high);
+            }
+            sql.push(")");
         }
         Prefix::Ne => {
             sql.push(&format!("({low_col} < "))
@@ -564,7 +570,11 @@ fn date_condition(
             sql.push(&format!("{low_col} > ")).int(high);
         }
         Prefix::Eb => {
-            sql.push(&format!("{high_col} < ")).int(low);
+            sql.push(&format!("({high_col} < ")).int(low);
+            if ranged {
+                sql.push(&format!(" AND {low_col} < ")).int(low);
+            }
+            sql.push(")");
         }
         Prefix::Ap => {
             // Approximately: within 10% of the distance from now, and at least a day.
