@@ -819,33 +819,39 @@ pub fn everything(
     since: Option<i64>,
     page: &Page,
 ) -> Sql {
-    let members = |sql: &mut Sql| {
-        sql.push("SELECT p.pk FROM resources p WHERE p.system_id = ");
-        sql.int(system_id);
-        sql.push(" AND p.resource_type = 'Patient' AND p.id = ");
-        sql.text(patient_id);
-        sql.push(" UNION SELECT m.resource_pk FROM search_reference m WHERE m.system_id = ");
-        sql.int(system_id);
-        sql.push(" AND m.target_type = 'Patient' AND m.target_id = ");
-        sql.text(patient_id);
-        sql.push(" AND m.param IN (");
-        list_texts(sql, compartment_params);
-        sql.push(")");
-    };
-    let mut sql = Sql::new(
-        "SELECT r.pk, r.resource_type, r.id, v.content, CAST(NULL AS TEXT) AS k0, \
-         CAST(NULL AS TEXT) AS k1, CAST(NULL AS TEXT) AS k2 FROM resources r \
-         JOIN resource_versions v ON v.system_id = r.system_id AND v.resource_pk = r.pk AND v.version_id = r.version_id \
-         WHERE r.system_id = ",
+    // The record is gathered from the patient outwards — its compartment by the reference index,
+    // then what those resources refer to by their own reference rows — and only then joined to
+    // the resources, so the work grows with the patient's record, not with the local system.
+    // CROSS JOIN keeps SQLite to that order (without statistics it would rather scan the whole
+    // local system by its system_id index); PostgreSQL treats it as an inner join it may reorder.
+    let mut sql =
+        Sql::new("WITH members (pk) AS (SELECT p.pk FROM resources p WHERE p.system_id = ");
+    sql.int(system_id);
+    sql.push(" AND p.resource_type = 'Patient' AND p.id = ");
+    sql.text(patient_id);
+    sql.push(" UNION SELECT m.resource_pk FROM search_reference m WHERE m.system_id = ");
+    sql.int(system_id);
+    sql.push(" AND m.target_type = 'Patient' AND m.target_id = ");
+    sql.text(patient_id);
+    sql.push(" AND m.param IN (");
+    list_texts(&mut sql, compartment_params);
+    sql.push(
+        ")), record (pk) AS (SELECT pk FROM members UNION SELECT t.pk FROM members \
+         CROSS JOIN search_reference s \
+         JOIN resources t ON t.system_id = s.system_id AND t.resource_type = s.target_type AND t.id = s.target_id \
+         WHERE s.resource_pk = members.pk AND s.system_id = ",
     );
     sql.int(system_id);
-    sql.push(" AND r.deleted = FALSE AND (r.pk IN (");
-    members(&mut sql);
-    sql.push(") OR (r.resource_type IN ('Organization', 'Practitioner', 'PractitionerRole', 'Location') AND r.id IN (SELECT s.target_id FROM search_reference s WHERE s.system_id = ");
+    sql.push(
+        " AND s.target_type IN ('Organization', 'Practitioner', 'PractitionerRole', 'Location')) \
+         SELECT r.pk, r.resource_type, r.id, v.content, CAST(NULL AS TEXT) AS k0, \
+         CAST(NULL AS TEXT) AS k1, CAST(NULL AS TEXT) AS k2 FROM record \
+         CROSS JOIN resources r \
+         JOIN resource_versions v ON v.system_id = r.system_id AND v.resource_pk = r.pk AND v.version_id = r.version_id \
+         WHERE r.pk = record.pk AND r.system_id = ",
+    );
     sql.int(system_id);
-    sql.push(" AND s.target_type = r.resource_type AND s.resource_pk IN (");
-    members(&mut sql);
-    sql.push("))))");
+    sql.push(" AND r.deleted = FALSE");
     if !types.is_empty() {
         sql.push(" AND r.resource_type IN (");
         let names: Vec<String> = types.iter().map(|t| t.as_str().to_owned()).collect();
