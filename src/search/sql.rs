@@ -724,12 +724,15 @@ pub fn include(
     sql.push(
         "SELECT DISTINCT r.pk, r.resource_type, r.id, v.content, CAST(NULL AS TEXT) AS k0, \
          CAST(NULL AS TEXT) AS k1, CAST(NULL AS TEXT) AS k2 FROM search_reference sr \
-         JOIN resources r ON r.system_id = sr.system_id AND r.resource_type = sr.target_type AND r.id = sr.target_id \
+         CROSS JOIN resources r \
          JOIN resource_versions v ON v.system_id = r.system_id AND v.resource_pk = r.pk AND v.version_id = r.version_id \
-         WHERE sr.system_id = ",
+         WHERE r.resource_type = sr.target_type AND r.id = sr.target_id AND sr.resource_pk IN (",
     );
-    sql.int(system_id);
-    sql.push(" AND sr.resource_pk IN (");
+    // The sources are this system's own matches, named by key, and that is where the work must
+    // start (the resource_pk index), whatever the size of the system. Without statistics SQLite
+    // would rather start from any system_id condition: so none is put on sr, not even through
+    // the join (the system is held on what is included), and CROSS JOIN keeps SQLite from
+    // starting at r (PostgreSQL treats it as an inner join it may reorder).
     list_ints(&mut sql, source_pks);
     sql.push(") AND sr.param IN (");
     list_texts(&mut sql, params);
@@ -738,6 +741,8 @@ pub fn include(
         sql.push(" AND sr.target_type = ");
         sql.text(target.as_str());
     }
+    sql.push(" AND r.system_id = ");
+    sql.int(system_id);
     sql.push(" AND r.deleted = FALSE");
     sql
 }
