@@ -314,13 +314,22 @@ fn clause_sql(
             param,
             inner,
         } => {
+            // From the referring resources that meet `inner`, through their own reference rows,
+            // to the keys of what they refer to: the work follows the inner matches, not every
+            // reference of the kind in the system, nor every resource of the searched type. So
+            // the system is held on the resources at both ends, and CROSS JOIN keeps SQLite
+            // (without statistics) to that order; PostgreSQL may reorder it.
             let sr = sql.alias("sr");
             let h = sql.alias("h");
+            let t = sql.alias("t");
             sql.push(&format!(
-                "{alias}.id IN (SELECT {sr}.target_id FROM search_reference {sr} JOIN resources {h} ON {h}.pk = {sr}.resource_pk WHERE {sr}.system_id = "
+                "{alias}.pk IN (SELECT {t}.pk FROM resources {h} CROSS JOIN search_reference {sr} \
+                 CROSS JOIN resources {t} WHERE {sr}.resource_pk = {h}.pk AND {t}.system_id = "
             ));
             sql.int(system_id);
-            sql.push(&format!(" AND {sr}.param = "));
+            sql.push(&format!(
+                " AND {t}.resource_type = {sr}.target_type AND {t}.id = {sr}.target_id AND {sr}.param = "
+            ));
             sql.text(param);
             sql.push(&format!(" AND {sr}.target_type = "));
             sql.text(rtype.as_str());
