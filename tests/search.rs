@@ -46,6 +46,10 @@ async fn string_parameters(app: TestApp) {
         case("Patient?name=gu%C3%B0r", ids(&["p-olaf"])),
         case("Patient?address-city=leeds", ids(&["p-smith"])),
         case("Patient?address=ls1%204", ids(&["p-smith"])),
+        // Prefixes whose next character is punctuation ('z' + 1 = '{', '9' + 1 = ':'), which a
+        // linguistic collation would ignore.
+        case("Patient?address-postalcode=yo19", ids(&["p-olaf"])),
+        case("Practitioner?name=alvarez", ids(&["pract-alvarez"])),
         case("Practitioner?name=jose", ids(&["pract-alvarez"])),
         case("Practitioner?name=%C3%81LV", ids(&["pract-alvarez"])),
         case(

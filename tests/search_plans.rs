@@ -320,4 +320,47 @@ async fn searches_are_served_from_the_indexes(app: TestApp) {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-on_both_backends!(searches_are_served_from_the_indexes);
+#[derive(QueryableByName)]
+struct Collation {
+    #[diesel(sql_type = Text)]
+    column: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    collation: Option<String>,
+}
+
+/// Prefix searches (`value >= 'alvarez' AND value < 'alvare{'`, also `:below` and `:text`) hold in
+/// byte order only: under a linguistic collation, the default of many PostgreSQL databases,
+/// punctuation is ignored at first and 'alvarez' sorts after 'alvare{'. The test database is
+/// C.UTF-8, so the searches alone would not show it; the columns must compare bytes whatever the
+/// database's default. (SQLite compares bytes throughout.)
+async fn prefix_searched_columns_compare_bytes(app: TestApp) {
+    let Conn::Pg(mut pg) = Conn::open(&app) else {
+        return;
+    };
+    let columns: Vec<Collation> = diesel::sql_query(
+        "SELECT table_name || '.' || column_name AS column, collation_name AS collation \
+         FROM information_schema.columns WHERE table_schema = current_schema() \
+         AND (table_name, column_name) IN (('search_string', 'value_norm'), \
+         ('search_token', 'text_norm'), ('search_uri', 'value')) ORDER BY 1",
+    )
+    .load(&mut pg)
+    .unwrap();
+    let found: Vec<(String, Option<String>)> = columns
+        .into_iter()
+        .map(|c| (c.column, c.collation))
+        .collect();
+    let c = Some("C".to_owned());
+    assert_eq!(
+        found,
+        [
+            ("search_string.value_norm".to_owned(), c.clone()),
+            ("search_token.text_norm".to_owned(), c.clone()),
+            ("search_uri.value".to_owned(), c),
+        ]
+    );
+}
+
+on_both_backends!(
+    searches_are_served_from_the_indexes,
+    prefix_searched_columns_compare_bytes,
+);

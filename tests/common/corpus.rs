@@ -314,7 +314,7 @@ impl Corpus {
             "identifier": [nhs_identifier(&nhs_number(9003))],
             "name": [{"family": "Ólafsdóttir", "given": ["Guðrún"]}],
             "gender": "female", "birthDate": "1979-12-31",
-            "address": [{"city": "York"}],
+            "address": [{"city": "York", "postalCode": "YO19 5UZ"}],
             "generalPractitioner": [reference("Organization/org-northgate")]
         }));
         self.add(json!({
