@@ -3,7 +3,8 @@
 //!
 //! - `GET [base]/[type]?params` and `POST [base]/[type]/_search` (form body)
 //! - `GET [base]/Patient/[id]/[type]?params`: compartment search
-//! - `GET [base]?_type=A,B&params` (and `[base]/_search`): system search over common parameters
+//! - `GET [base]?_type=A,B&params` and `POST [base]/_search` (form body): system search over
+//!   common parameters
 //!
 //! 200 with a `searchset` Bundle: matches (`search.mode` match) and `_include`/`_revinclude`d
 //! resources (include); `self`, `first`, `next`, `previous`, `last` links carrying a keyset cursor;
@@ -95,9 +96,23 @@ pub async fn search_compartment(
 }
 
 pub async fn search_system(ctx: FhirRequest) -> Result<HttpResponse, ApiError> {
+    let params = ctx.params.clone();
+    system(ctx, params).await
+}
+
+pub async fn search_system_post(
+    ctx: FhirRequest,
+    body: FormBody,
+) -> Result<HttpResponse, ApiError> {
+    let mut params = ctx.params.clone();
+    params.extend(body.0);
+    system(ctx, params).await
+}
+
+async fn system(ctx: FhirRequest, query: Vec<(String, String)>) -> Result<HttpResponse, ApiError> {
     let mut types = Vec::new();
     let mut params = Vec::new();
-    for (name, value) in ctx.params.iter().cloned() {
+    for (name, value) in query {
         if name == "_type" {
             for t in value.split(',') {
                 types.push(resource_type(t.trim()).map_err(|_| {
