@@ -631,6 +631,25 @@ async fn entry_points(app: TestApp) {
             assert!(entry["fullUrl"].as_str().unwrap().starts_with(&base));
         }
     }
+    // POST [base]/_search, as for a type.
+    let reply = app
+        .send(
+            "POST",
+            "/fhir/default/_search",
+            &form,
+            Some(b"_type=Patient%2COrganization&_id=p-smith%2Corg-riverside"),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        sorted(entries(&reply.json(), "match")),
+        refs(&["Patient/p-smith", "Organization/org-riverside"])
+    );
     app.get("/fhir/default?_type=Patient,Organization&name=smith")
         .await
         .assert_outcome(400, "invalid");
