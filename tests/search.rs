@@ -862,6 +862,92 @@ async fn chains_and_reverse_chains(app: TestApp) {
     check(&app, "default", &cases).await;
 }
 
+async fn indexes_follow_updates_and_deletes(app: TestApp) {
+    Corpus::load(&app, "default").await;
+    // A new version replaces the old version's index rows.
+    let mut smith = app.get("/fhir/default/Patient/p-smith").await.json();
+    smith["name"] = serde_json::json!([{"family": "Jones", "given": ["John"]}]);
+    smith["birthDate"] = serde_json::json!("1981-07-01");
+    assert_eq!(
+        app.put("/fhir/default/Patient/p-smith", &smith)
+            .await
+            .status,
+        200
+    );
+    let mut afternoon = app.get("/fhir/default/Encounter/e-afternoon").await.json();
+    afternoon["status"] = serde_json::json!("entered-in-error");
+    assert_eq!(
+        app.put("/fhir/default/Encounter/e-afternoon", &afternoon)
+            .await
+            .status,
+        200
+    );
+    // A deleted resource is found by nothing: not directly, not through a chain or _has, and
+    // it is not included.
+    assert_eq!(
+        app.delete("/fhir/default/Patient/p-smithson").await.status,
+        204
+    );
+    assert_eq!(
+        app.delete("/fhir/default/Encounter/e-long").await.status,
+        204
+    );
+    let cases: Vec<Case> = vec![
+        case("Patient?family=smi", ids(&[])),
+        case("Patient?family=jones", ids(&["p-smith"])),
+        case("Patient?birthdate=1980-02-29", ids(&[])),
+        case("Patient?birthdate=1981", ids(&["p-smith", "p-zoe"])),
+        case(
+            format!("Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|{SMITH_NHS}"),
+            ids(&["p-smith"]),
+        ),
+        case(
+            "Encounter?subject=p-smith&status=finished",
+            ids(&["e-morning"]),
+        ),
+        case("Encounter?status=entered-in-error", ids(&["e-afternoon"])),
+        case("Encounter?subject:Patient.family=smi", ids(&[])),
+        case(
+            "Encounter?subject:Patient.family=jones",
+            ids(&["e-morning", "e-afternoon"]),
+        ),
+        case("Encounter?subject=p-smithson", ids(&["e-nextday"])),
+        case("Patient?_has:Encounter:subject:class=IMP", {
+            let mut v = ids(&[]);
+            v.extend(
+                Corpus::new("default")
+                    .bulk_encounters
+                    .iter()
+                    .filter(|e| e.class == "IMP")
+                    .map(|e| e.subject.clone())
+                    .collect::<std::collections::BTreeSet<_>>(),
+            );
+            v
+        }),
+        case("Patient?_id=p-smithson", ids(&[])),
+        case(
+            "Encounter?date=2024",
+            ids(&["e-morning", "e-afternoon", "e-nextday"]),
+        ),
+    ];
+    check(&app, "default", &cases).await;
+    let bundle = common::searching::searchset(
+        &app,
+        "/fhir/default/Patient?_id=p-olaf&_revinclude=Encounter:subject",
+    )
+    .await;
+    assert_eq!(
+        common::searching::entries(&bundle, "include"),
+        ["Encounter/e-open"]
+    );
+    let bundle = common::searching::searchset(
+        &app,
+        "/fhir/default/Encounter?_id=e-nextday&_include=Encounter:subject",
+    )
+    .await;
+    assert!(common::searching::entries(&bundle, "include").is_empty());
+}
+
 on_both_backends!(
     string_parameters,
     token_parameters,
@@ -871,4 +957,5 @@ on_both_backends!(
     missing_on_every_type,
     last_updated,
     chains_and_reverse_chains,
+    indexes_follow_updates_and_deletes,
 );

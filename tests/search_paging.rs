@@ -194,6 +194,7 @@ async fn previous_first_last_and_self_links(app: TestApp) {
         ("Encounter?status=finished,cancelled&_sort=-date", 25),
         ("Encounter?_sort=class,-length", 40),
         ("ServiceRequest?", 7),
+        ("Patient?_sort=-_lastUpdated", 11),
     ] {
         let whole = all_matches(&app, query).await;
         let start = format!("/fhir/default/{query}&_count={size}");
