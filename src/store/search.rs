@@ -116,8 +116,13 @@ pub fn refresh_statistics(conn: &mut DbConnection) -> Result<(), StoreError> {
         return Ok(());
     }
     let names: Vec<&str> = stale.iter().map(|t| t.relname.as_str()).collect();
-    log::info!("analysing {} for search planning", names.join(", "));
-    diesel::sql_query(format!("ANALYZE {}", names.join(", "))).execute(pg)?;
+    let names = names.join(", ");
+    log::info!("analysing {names} for search planning");
+    if let Err(e) = diesel::sql_query(format!("ANALYZE {names}")).execute(pg) {
+        // A standby cannot analyse (nor, without a warning, can a role that does not own the
+        // tables); the search still runs, on whatever statistics there are.
+        log::warn!("could not analyse {names}: {e}");
+    }
     Ok(())
 }
 
