@@ -457,6 +457,15 @@ async fn reference_parameters(app: TestApp) {
             ids(&["e-by-identifier"]),
         ),
         case(
+            format!(
+                "Encounter?subject:identifier=http://fhir.nhs.net/Id/nhs-number|{}%20{}%20{}",
+                &smyth_nhs[..3],
+                &smyth_nhs[3..6],
+                &smyth_nhs[6..]
+            ),
+            ids(&["e-by-identifier"]),
+        ),
+        case(
             "Encounter?service-provider=Organization/org-stmarys",
             ids(&["e-nextday", "e-long", "e-open"]),
         ),

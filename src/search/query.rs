@@ -689,7 +689,10 @@ fn parse_clause(
                             .iter()
                             .map(|v| {
                                 let (system, value) = match split_pipe(v) {
-                                    (Some(s), value) => (Some(s), value),
+                                    (Some(s), value) => {
+                                        let (s, value) = as_stored(s, value);
+                                        (Some(s), value)
+                                    }
                                     (None, value) => (None, value),
                                 };
                                 Predicate::Reference(ReferenceMatch::Identifier { system, value })
@@ -802,25 +805,28 @@ fn token(value: &str) -> TokenMatch {
         (None, code) => TokenMatch::Code { system: None, code },
         (Some(system), code) if code.is_empty() => TokenMatch::System(system),
         (Some(system), code) => {
-            // NHS numbers are searched as people write them: spaces removed.
-            let code = if is_nhs_number_system(&system) {
-                NhsNumber::parse_lenient(&code)
-                    .map(|n| n.to_string())
-                    .unwrap_or(code)
-            } else {
-                code
-            };
-            let system = if is_nhs_number_system(&system) {
-                crate::validation::nhs_number::NHS_NUMBER_SYSTEM.to_owned()
-            } else {
-                system
-            };
+            let (system, code) = as_stored(system, code);
             TokenMatch::Code {
                 system: Some(system),
                 code,
             }
         }
     }
+}
+
+/// An identifier as it is stored: NHS numbers are searched as people write them (spaces, the
+/// legacy system) and stored without spaces under the current system.
+fn as_stored(system: String, value: String) -> (String, String) {
+    if !is_nhs_number_system(&system) {
+        return (system, value);
+    }
+    let value = NhsNumber::parse_lenient(&value)
+        .map(|n| n.to_string())
+        .unwrap_or(value);
+    (
+        crate::validation::nhs_number::NHS_NUMBER_SYSTEM.to_owned(),
+        value,
+    )
 }
 
 fn of_type(name: &str, value: &str) -> Result<Predicate, ParamError> {
