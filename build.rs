@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let dir = root.join("fhir-profiles");
     println!("cargo:rerun-if-changed=fhir-profiles");
+    // The migrations are embedded by `embed_migrations!`; a new one must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     let mut files: Vec<PathBuf> = fs::read_dir(&dir)?
         .filter_map(Result::ok)
         .map(|entry| entry.path())

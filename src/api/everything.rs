@@ -90,7 +90,7 @@ async fn run(ctx: FhirRequest, id: ResourceId, path: String) -> Result<HttpRespo
         }
     }
     let page = match &cursor {
-        Some(c) => paging::decode(c, count).ok_or_else(|| {
+        Some(c) => paging::decode(c, count, &[]).ok_or_else(|| {
             ApiError::invalid_parameter("_cursor", "is not a cursor this server issued")
         })?,
         None => Page {
@@ -131,6 +131,7 @@ async fn run(ctx: FhirRequest, id: ResourceId, path: String) -> Result<HttpRespo
                     return Err(ApiError::not_found(ResourceType::Patient, patient.as_str()))
                 }
             }
+            store_search::refresh_statistics(conn)?;
             let sql = sql::everything(
                 system_id,
                 patient.as_str(),

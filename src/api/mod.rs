@@ -125,6 +125,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(fhir_not_allowed("GET"))),
             )
             .service(
+                web::resource("/_search")
+                    .route(web::post().to(search::search_system_post))
+                    .default_service(web::to(fhir_not_allowed("POST"))),
+            )
+            .service(
                 web::resource("/Patient/$everything")
                     .route(web::get().to(everything::type_level))
                     .route(web::post().to(everything::type_level))

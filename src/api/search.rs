@@ -3,7 +3,8 @@
 //!
 //! - `GET [base]/[type]?params` and `POST [base]/[type]/_search` (form body)
 //! - `GET [base]/Patient/[id]/[type]?params`: compartment search
-//! - `GET [base]?_type=A,B&params` (and `[base]/_search`): system search over common parameters
+//! - `GET [base]?_type=A,B&params` and `POST [base]/_search` (form body): system search over
+//!   common parameters
 //!
 //! 200 with a `searchset` Bundle: matches (`search.mode` match) and `_include`/`_revinclude`d
 //! resources (include); `self`, `first`, `next`, `previous`, `last` links carrying a keyset cursor;
@@ -97,9 +98,23 @@ pub async fn search_compartment(
 }
 
 pub async fn search_system(ctx: FhirRequest) -> Result<HttpResponse, ApiError> {
+    let params = ctx.params.clone();
+    system(ctx, params).await
+}
+
+pub async fn search_system_post(
+    ctx: FhirRequest,
+    body: FormBody,
+) -> Result<HttpResponse, ApiError> {
+    let mut params = ctx.params.clone();
+    params.extend(body.0);
+    system(ctx, params).await
+}
+
+async fn system(ctx: FhirRequest, query: Vec<(String, String)>) -> Result<HttpResponse, ApiError> {
     let mut types = Vec::new();
     let mut params = Vec::new();
-    for (name, value) in ctx.params.iter().cloned() {
+    for (name, value) in query {
         if name == "_type" {
             for t in value.split(',') {
                 types.push(resource_type(t.trim()).map_err(|_| {
@@ -203,7 +218,7 @@ async fn run(
     confine(&ctx, &types, &mut request)?;
     let page_size = request.count;
     let page = match &request.cursor {
-        Some(cursor) => paging::decode(cursor, page_size).ok_or_else(|| {
+        Some(cursor) => paging::decode(cursor, page_size, &request.sort).ok_or_else(|| {
             ApiError::invalid_parameter("_cursor", "is not a cursor this server issued")
         })?,
         None => Page {
@@ -246,6 +261,7 @@ async fn run(
         .state
         .db
         .run(move |conn| {
+            store_search::refresh_statistics(conn)?;
             if unselective {
                 for rtype in &registry_types {
                     let size = store_search::count(conn, &sql::type_size(system_id, *rtype))?;
@@ -271,7 +287,10 @@ async fn run(
                 return Ok((Vec::new(), total, Vec::new()));
             }
             let hits = store_search::hits(conn, &sql::select(system_id, &query_request, &base, &query_page))?;
-            let included = gather_includes(conn, system_id, &hits, &includes, &revincludes)?;
+            // One row more than the page was fetched to tell whether another page follows; what
+            // it refers to belongs to that page, not this one.
+            let on_page = &hits[..hits.len().min(page_size)];
+            let included = gather_includes(conn, system_id, on_page, &includes, &revincludes)?;
             Ok::<_, ApiError>((hits, total, included))
         })
         .await?;

@@ -244,7 +244,8 @@ pub struct SearchRequest {
     pub total: Total,
     /// An opaque paging cursor from a previous page's link.
     pub cursor: Option<String>,
-    /// The parameters as given, for the links (paging parameters excluded).
+    /// The parameters used, as given, for the links (paging parameters and parameters ignored
+    /// under lenient handling excluded).
     pub echo: Vec<(String, String)>,
     /// Parameters ignored under lenient handling.
     pub ignored: Vec<ParamError>,
@@ -270,12 +271,20 @@ pub fn parse(
         ));
     }
     for (name, value) in params {
-        if name != "_cursor" && name != "_format" && name != "_pretty" {
-            request.echo.push((name.clone(), value.clone()));
-        }
-        let result = parse_one(registry, types, name, value, &mut request);
+        // Errors name the parameter as the client wrote it (`subject:Patient.colour`, not
+        // `colour`).
+        let result =
+            parse_one(registry, types, name, value, &mut request).map_err(|e| ParamError {
+                param: name.clone(),
+                ..e
+            });
         match result {
-            Ok(()) => {}
+            Ok(()) => {
+                if name != "_cursor" && name != "_format" && name != "_pretty" {
+                    request.echo.push((name.clone(), value.clone()));
+                }
+            }
+            // Left out of the links too: they show the parameters actually used.
             Err(e) if e.unknown && lenient => request.ignored.push(e),
             Err(e) => return Err(e),
         }
@@ -682,7 +691,10 @@ fn parse_clause(
                             .iter()
                             .map(|v| {
                                 let (system, value) = match split_pipe(v) {
-                                    (Some(s), value) => (Some(s), value),
+                                    (Some(s), value) => {
+                                        let (s, value) = as_stored(s, value);
+                                        (Some(s), value)
+                                    }
                                     (None, value) => (None, value),
                                 };
                                 Predicate::Reference(ReferenceMatch::Identifier { system, value })
@@ -795,25 +807,28 @@ fn token(value: &str) -> TokenMatch {
         (None, code) => TokenMatch::Code { system: None, code },
         (Some(system), code) if code.is_empty() => TokenMatch::System(system),
         (Some(system), code) => {
-            // NHS numbers are searched as people write them: spaces removed.
-            let code = if is_nhs_number_system(&system) {
-                NhsNumber::parse_lenient(&code)
-                    .map(|n| n.to_string())
-                    .unwrap_or(code)
-            } else {
-                code
-            };
-            let system = if is_nhs_number_system(&system) {
-                crate::validation::nhs_number::NHS_NUMBER_SYSTEM.to_owned()
-            } else {
-                system
-            };
+            let (system, code) = as_stored(system, code);
             TokenMatch::Code {
                 system: Some(system),
                 code,
             }
         }
     }
+}
+
+/// An identifier as it is stored: NHS numbers are searched as people write them (spaces, the
+/// legacy system) and stored without spaces under the current system.
+fn as_stored(system: String, value: String) -> (String, String) {
+    if !is_nhs_number_system(&system) {
+        return (system, value);
+    }
+    let value = NhsNumber::parse_lenient(&value)
+        .map(|n| n.to_string())
+        .unwrap_or(value);
+    (
+        crate::validation::nhs_number::NHS_NUMBER_SYSTEM.to_owned(),
+        value,
+    )
 }
 
 fn of_type(name: &str, value: &str) -> Result<Predicate, ParamError> {
@@ -836,7 +851,7 @@ fn of_type(name: &str, value: &str) -> Result<Predicate, ParamError> {
 fn date_predicate(name: &str, value: &str) -> Result<Predicate, ParamError> {
     let (prefix, rest) = Prefix::split(value);
     let (low, high) = date_range(rest).ok_or_else(|| {
-        ParamError::new(name, format!("'{value}' is not a date (YYYY, YYYY-MM, YYYY-MM-DD or a dateTime with a time zone), optionally after eq, ne, gt, lt, ge, le, sa, eb or ap"))
+        ParamError::new(name, format!("'{value}' is not a date (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss[.fff][Z|±hh:mm]), optionally after eq, ne, gt, lt, ge, le, sa, eb or ap"))
     })?;
     Ok(Predicate::Date { prefix, low, high })
 }

@@ -37,11 +37,6 @@ pub fn shape(
         if matches!(key, "resourceType" | "id" | "meta") {
             return true;
         }
-        if let Some(elements) = elements {
-            return elements
-                .iter()
-                .any(|e| e == key || key.strip_prefix('_') == Some(e.as_str()));
-        }
         let base = key.strip_prefix('_').unwrap_or(key);
         let defined = element(base).or_else(|| {
             structure.and_then(|s| {
@@ -49,9 +44,15 @@ pub fn shape(
                     .find(|c| c.choice && base.starts_with(&c.name))
             })
         });
+        let mandatory = defined.is_some_and(|e| e.min.unwrap_or(0) > 0);
+        if let Some(elements) = elements {
+            // Mandatory elements too, so that the subset is still a valid resource
+            // (<https://hl7.org/fhir/R4/search.html#elements>: servers SHOULD return them).
+            return mandatory || elements.iter().any(|e| e == base);
+        }
         match summary {
             Summary::True => defined.is_some_and(|e| e.is_summary),
-            Summary::Text => base == "text" || defined.is_some_and(|e| e.min.unwrap_or(0) > 0),
+            Summary::Text => base == "text" || mandatory,
             Summary::Data => base != "text",
             Summary::False | Summary::Count => true,
         }

@@ -335,13 +335,22 @@ fn clause_sql(
             param,
             inner,
         } => {
+            // From the referring resources that meet `inner`, through their own reference rows,
+            // to the keys of what they refer to: the work follows the inner matches, not every
+            // reference of the kind in the system, nor every resource of the searched type. So
+            // the system is held on the resources at both ends, and CROSS JOIN keeps SQLite
+            // (without statistics) to that order; PostgreSQL may reorder it.
             let sr = sql.alias("sr");
             let h = sql.alias("h");
+            let t = sql.alias("t");
             sql.push(&format!(
-                "{alias}.id IN (SELECT {sr}.target_id FROM search_reference {sr} JOIN resources {h} ON {h}.pk = {sr}.resource_pk WHERE {sr}.system_id = "
+                "{alias}.pk IN (SELECT {t}.pk FROM resources {h} CROSS JOIN search_reference {sr} \
+                 CROSS JOIN resources {t} WHERE {sr}.resource_pk = {h}.pk AND {t}.system_id = "
             ));
             sql.int(system_id);
-            sql.push(&format!(" AND {sr}.param = "));
+            sql.push(&format!(
+                " AND {t}.resource_type = {sr}.target_type AND {t}.id = {sr}.target_id AND {sr}.param = "
+            ));
             sql.text(param);
             sql.push(&format!(" AND {sr}.target_type = "));
             sql.text(rtype.as_str());
@@ -544,13 +553,19 @@ fn date_condition(
     low: i64,
     high: i64,
 ) {
+    // A stored range starts no later than it ends, so bounding the start as well where that
+    // follows keeps an index range scan on (low, high) narrow instead of open-ended.
+    let ranged = low_col != high_col;
     match prefix {
         Prefix::Eq => {
             sql.push(&format!("({low_col} >= "))
                 .int(low)
                 .push(&format!(" AND {high_col} <= "))
-                .int(high)
-                .push(")");
+                .int(high);
+            if ranged {
+                sql.push(&format!(" AND {low_col} <= ")).int(high);
+            }
+            sql.push(")");
         }
         Prefix::Ne => {
             sql.push(&format!("({low_col} < "))
@@ -585,7 +600,11 @@ fn date_condition(
             sql.push(&format!("{low_col} > ")).int(high);
         }
         Prefix::Eb => {
-            sql.push(&format!("{high_col} < ")).int(low);
+            sql.push(&format!("({high_col} < ")).int(low);
+            if ranged {
+                sql.push(&format!(" AND {low_col} < ")).int(low);
+            }
+            sql.push(")");
         }
         Prefix::Ap => {
             // Approximately: within 10% of the distance from now, and at least a day.
@@ -735,12 +754,15 @@ pub fn include(
     sql.push(
         "SELECT DISTINCT r.pk, r.resource_type, r.id, v.content, CAST(NULL AS TEXT) AS k0, \
          CAST(NULL AS TEXT) AS k1, CAST(NULL AS TEXT) AS k2 FROM search_reference sr \
-         JOIN resources r ON r.system_id = sr.system_id AND r.resource_type = sr.target_type AND r.id = sr.target_id \
+         CROSS JOIN resources r \
          JOIN resource_versions v ON v.system_id = r.system_id AND v.resource_pk = r.pk AND v.version_id = r.version_id \
-         WHERE sr.system_id = ",
+         WHERE r.resource_type = sr.target_type AND r.id = sr.target_id AND sr.resource_pk IN (",
     );
-    sql.int(system_id);
-    sql.push(" AND sr.resource_pk IN (");
+    // The sources are this system's own matches, named by key, and that is where the work must
+    // start (the resource_pk index), whatever the size of the system. Without statistics SQLite
+    // would rather start from any system_id condition: so none is put on sr, not even through
+    // the join (the system is held on what is included), and CROSS JOIN keeps SQLite from
+    // starting at r (PostgreSQL treats it as an inner join it may reorder).
     list_ints(&mut sql, source_pks);
     sql.push(") AND sr.param IN (");
     list_texts(&mut sql, params);
@@ -749,6 +771,8 @@ pub fn include(
         sql.push(" AND sr.target_type = ");
         sql.text(target.as_str());
     }
+    sql.push(" AND r.system_id = ");
+    sql.int(system_id);
     sql.push(" AND r.deleted = FALSE");
     sql
 }
@@ -830,33 +854,39 @@ pub fn everything(
     since: Option<i64>,
     page: &Page,
 ) -> Sql {
-    let members = |sql: &mut Sql| {
-        sql.push("SELECT p.pk FROM resources p WHERE p.system_id = ");
-        sql.int(system_id);
-        sql.push(" AND p.resource_type = 'Patient' AND p.id = ");
-        sql.text(patient_id);
-        sql.push(" UNION SELECT m.resource_pk FROM search_reference m WHERE m.system_id = ");
-        sql.int(system_id);
-        sql.push(" AND m.target_type = 'Patient' AND m.target_id = ");
-        sql.text(patient_id);
-        sql.push(" AND m.param IN (");
-        list_texts(sql, compartment_params);
-        sql.push(")");
-    };
-    let mut sql = Sql::new(
-        "SELECT r.pk, r.resource_type, r.id, v.content, CAST(NULL AS TEXT) AS k0, \
-         CAST(NULL AS TEXT) AS k1, CAST(NULL AS TEXT) AS k2 FROM resources r \
-         JOIN resource_versions v ON v.system_id = r.system_id AND v.resource_pk = r.pk AND v.version_id = r.version_id \
-         WHERE r.system_id = ",
+    // The record is gathered from the patient outwards — its compartment by the reference index,
+    // then what those resources refer to by their own reference rows — and only then joined to
+    // the resources, so the work grows with the patient's record, not with the local system.
+    // CROSS JOIN keeps SQLite to that order (without statistics it would rather scan the whole
+    // local system by its system_id index); PostgreSQL treats it as an inner join it may reorder.
+    let mut sql =
+        Sql::new("WITH members (pk) AS (SELECT p.pk FROM resources p WHERE p.system_id = ");
+    sql.int(system_id);
+    sql.push(" AND p.resource_type = 'Patient' AND p.id = ");
+    sql.text(patient_id);
+    sql.push(" UNION SELECT m.resource_pk FROM search_reference m WHERE m.system_id = ");
+    sql.int(system_id);
+    sql.push(" AND m.target_type = 'Patient' AND m.target_id = ");
+    sql.text(patient_id);
+    sql.push(" AND m.param IN (");
+    list_texts(&mut sql, compartment_params);
+    sql.push(
+        ")), record (pk) AS (SELECT pk FROM members UNION SELECT t.pk FROM members \
+         CROSS JOIN search_reference s \
+         JOIN resources t ON t.system_id = s.system_id AND t.resource_type = s.target_type AND t.id = s.target_id \
+         WHERE s.resource_pk = members.pk AND s.system_id = ",
     );
     sql.int(system_id);
-    sql.push(" AND r.deleted = FALSE AND (r.pk IN (");
-    members(&mut sql);
-    sql.push(") OR (r.resource_type IN ('Organization', 'Practitioner', 'PractitionerRole', 'Location') AND r.id IN (SELECT s.target_id FROM search_reference s WHERE s.system_id = ");
+    sql.push(
+        " AND s.target_type IN ('Organization', 'Practitioner', 'PractitionerRole', 'Location')) \
+         SELECT r.pk, r.resource_type, r.id, v.content, CAST(NULL AS TEXT) AS k0, \
+         CAST(NULL AS TEXT) AS k1, CAST(NULL AS TEXT) AS k2 FROM record \
+         CROSS JOIN resources r \
+         JOIN resource_versions v ON v.system_id = r.system_id AND v.resource_pk = r.pk AND v.version_id = r.version_id \
+         WHERE r.pk = record.pk AND r.system_id = ",
+    );
     sql.int(system_id);
-    sql.push(" AND s.target_type = r.resource_type AND s.resource_pk IN (");
-    members(&mut sql);
-    sql.push("))))");
+    sql.push(" AND r.deleted = FALSE");
     if !types.is_empty() {
         sql.push(" AND r.resource_type IN (");
         let names: Vec<String> = types.iter().map(|t| t.as_str().to_owned()).collect();

@@ -30,9 +30,19 @@ pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
 /// taken as UTC.
 pub fn date_range(text: &str) -> Option<(i64, i64)> {
     let text = text.trim();
-    if let Some((date, _)) = text.split_once('T') {
-        let parsed = chrono::DateTime::parse_from_rfc3339(text).ok()?;
-        let start = parsed.timestamp_millis();
+    if let Some((date, time)) = text.split_once('T') {
+        // A search value may leave out the time zone (`yyyy-mm-ddThh:mm:ss[Z|(+|-)hh:mm]`);
+        // like a date, it is then taken as UTC.
+        let start = if time.contains(['Z', '+', '-']) {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .ok()?
+                .timestamp_millis()
+        } else {
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()?
+                .and_utc()
+                .timestamp_millis()
+        };
         // Whole seconds cover their second; fractions are exact to the millisecond.
         let has_fraction = text[date.len()..].contains('.');
         return Some((start, if has_fraction { start } else { start + 999 }));
@@ -114,6 +124,11 @@ mod tests {
             Some(0)
         );
         assert!(date_range("2023-13").is_none());
+        assert_eq!(
+            date_range("2023-02-03T09:00:00"),
+            date_range("2023-02-03T09:00:00Z")
+        );
+        assert!(date_range("2023-02-03T09:00").is_none());
         assert!(date_range("23").is_none());
         let (low, high) = number_range("5.4").unwrap();
         assert!((low - 5.35).abs() < 1e-9 && (high - 5.45).abs() < 1e-9);

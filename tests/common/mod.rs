@@ -3,6 +3,9 @@
 //! `CARERECORD_TEST_POSTGRES_URL` — and talks to it over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod corpus;
+pub mod searching;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 
