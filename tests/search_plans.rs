@@ -61,6 +61,7 @@ macro_rules! bound {
                 Bind::Text(v) => query.bind::<Text, _>(v.clone()),
                 Bind::Int(v) => query.bind::<BigInt, _>(*v),
                 Bind::Float(v) => query.bind::<Double, _>(*v),
+                Bind::Bool(v) => query.bind::<diesel::sql_types::Bool, _>(*v),
             };
         }
         query
