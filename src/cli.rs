@@ -270,8 +270,8 @@ fn token(args: TokenArgs) -> Result<(), String> {
         exp: now + args.ttl.max(1),
         nbf: Some(now),
         iat: Some(now),
-        iss: None,
-        aud: None,
+        iss: args.keys.jwt_issuer.clone(),
+        aud: args.keys.jwt_audience.clone(),
     };
     let config = crate::auth::keys::KeyConfig {
         secret: args.keys.jwt_secret,

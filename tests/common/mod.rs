@@ -21,6 +21,26 @@ pub const POSTGRES_ENV: &str = "CARERECORD_TEST_POSTGRES_URL";
 /// `postgres::name` (the latter only when `CARERECORD_TEST_POSTGRES_URL` is set).
 #[macro_export]
 macro_rules! on_both_backends {
+    (@configure $configure:path; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name($crate::common::TestApp::sqlite_with($configure).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    if let Some(app) = $crate::common::TestApp::postgres_with($configure).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
@@ -100,6 +120,9 @@ impl Drop for Db {
 
 /// The token secret of every test server.
 pub const TEST_SECRET: &str = "test-secret-not-for-production-0123456789";
+/// The issuer and audience every test server requires (and test tokens carry).
+pub const TEST_ISSUER: &str = "https://idp.carerecord.test";
+pub const TEST_AUDIENCE: &str = "carerecord-test";
 
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
@@ -113,14 +136,23 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn sqlite() -> Self {
+        Self::sqlite_with(|_| {}).await
+    }
+
+    /// A server whose settings `configure` adjusts.
+    pub async fn sqlite_with(configure: fn(&mut Settings)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path: PathBuf = dir.path().join("carerecord.db");
         let url = format!("sqlite://{}", path.display());
-        Self::start(url, Db::Sqlite(dir)).await
+        Self::start(url, Db::Sqlite(dir), configure).await
     }
 
     /// `None` (the test is skipped) when no PostgreSQL is configured.
     pub async fn postgres() -> Option<Self> {
+        Self::postgres_with(|_| {}).await
+    }
+
+    pub async fn postgres_with(configure: fn(&mut Settings)) -> Option<Self> {
         let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
             eprintln!("{POSTGRES_ENV} is not set: skipping the PostgreSQL run");
             return None;
@@ -133,10 +165,10 @@ impl TestApp {
             .unwrap();
         let separator = if admin_url.contains('?') { '&' } else { '?' };
         let url = format!("{admin_url}{separator}options=-csearch_path%3D{schema}");
-        Some(Self::start(url, Db::Postgres { admin_url, schema }).await)
+        Some(Self::start(url, Db::Postgres { admin_url, schema }, configure).await)
     }
 
-    async fn start(database_url: String, db: Db) -> Self {
+    async fn start(database_url: String, db: Db, configure: fn(&mut Settings)) -> Self {
         let data_dir =
             std::env::temp_dir().join(format!("carerecord-test-{}", uuid::Uuid::new_v4().simple()));
         let keys = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys");
@@ -150,8 +182,12 @@ impl TestApp {
             data_dir: data_dir.clone(),
             jwt_public_keys: vec![keys.join("rs256-public.pem"), keys.join("es256-public.pem")],
             rate_limit: 0,
+            jwt_issuer: Some(TEST_ISSUER.into()),
+            jwt_audience: Some(TEST_AUDIENCE.into()),
             ..Settings::default()
         };
+        let mut settings = settings;
+        configure(&mut settings);
         let state = carerecord::startup::build_state(settings).expect("database opens");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -261,8 +297,8 @@ impl TestApp {
             exp: now + 600,
             nbf: Some(now),
             iat: Some(now),
-            iss: None,
-            aud: None,
+            iss: Some(TEST_ISSUER.into()),
+            aud: Some(TEST_AUDIENCE.into()),
         };
         let config = carerecord::auth::keys::KeyConfig {
             secret: Some(TEST_SECRET.into()),
