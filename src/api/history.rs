@@ -141,6 +141,47 @@ async fn respond(ctx: FhirRequest, scope: Scope, path: String) -> Result<HttpRes
 
     let has_more = rows.len() as i64 > count;
     rows.truncate(usize::try_from(count).unwrap_or(usize::MAX));
+    // Type and system history across patients: versions of records the caller may not see are
+    // left out (a clinician without break-glass and restricted records), and the access audited.
+    let owners: Vec<Option<String>> = rows
+        .iter()
+        .map(|row| {
+            crate::fhir::ResourceType::parse(&row.resource_type)
+                .and_then(|t| row.content.as_deref().and_then(|c| guard::owner(t, c)))
+        })
+        .collect();
+    if !matches!(scope, Scope::Instance(_)) {
+        let distinct: Vec<String> = owners
+            .iter()
+            .flatten()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let caller = ctx.caller.clone();
+        let lookup = distinct.clone();
+        let hidden = ctx
+            .state
+            .db
+            .run(move |conn| guard::hidden_patients(conn, system_id, caller.as_ref(), &lookup))
+            .await?;
+        let kept: Vec<(history::HistoryRow, Option<String>)> = rows
+            .into_iter()
+            .zip(owners)
+            .filter(|(_, owner)| owner.as_ref().is_none_or(|o| !hidden.contains(o)))
+            .collect();
+        let seen: std::collections::BTreeSet<String> =
+            kept.iter().filter_map(|(_, o)| o.clone()).collect();
+        let accesses: Vec<crate::audit::Access> = if seen.is_empty() {
+            vec![guard::read_access("history", path.clone(), None)]
+        } else {
+            seen.into_iter()
+                .map(|p| guard::read_access("history", path.clone(), Some(p)))
+                .collect()
+        };
+        guard::audit_reads(&ctx, accesses).await?;
+        rows = kept.into_iter().map(|(row, _)| row).collect();
+    }
     let next = has_more
         .then(|| rows.last().map(|row| row.cursor()))
         .flatten()
