@@ -20,7 +20,10 @@ use crate::store::{access, DbConnection};
 pub fn owner(rtype: ResourceType, content: &str) -> Option<String> {
     if !matches!(
         rtype,
-        ResourceType::Patient | ResourceType::Encounter | ResourceType::ServiceRequest
+        ResourceType::Patient
+            | ResourceType::Encounter
+            | ResourceType::ServiceRequest
+            | ResourceType::Provenance
     ) {
         return None;
     }

@@ -6,6 +6,7 @@ pub mod audit_events;
 pub mod body;
 pub mod bundle;
 pub mod capabilities;
+pub mod comments;
 pub mod conditional;
 pub mod conformance;
 pub mod context;
@@ -140,6 +141,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(everything::instance))
                     .route(web::post().to(everything::instance))
                     .default_service(web::to(fhir_not_allowed("GET, POST"))),
+            )
+            .service(
+                web::resource("/{type}/{id}/$add-comment")
+                    .route(web::post().to(comments::add))
+                    .default_service(web::to(fhir_not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/{type}/{id}/$retract-comment")
+                    .route(web::post().to(comments::retract))
+                    .default_service(web::to(fhir_not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/Patient/{id}/$set-preferences")
+                    .route(web::post().to(comments::set_preferences))
+                    .default_service(web::to(fhir_not_allowed("POST"))),
             )
             .service(
                 web::resource("/{type}/_search")

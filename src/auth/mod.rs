@@ -255,6 +255,13 @@ pub fn authorize(
         }
         Role::Clinician | Role::Feeder => {}
     }
+    if ResourceType::parse(rtype).is_some_and(ResourceType::is_server_written)
+        && !matches!(interaction, Interaction::Read | Interaction::Search)
+    {
+        return Err(Denied::Forbidden(format!(
+            "{rtype} is written by the server only"
+        )));
+    }
     if caller.allows(rtype, interaction) {
         Ok(())
     } else {
@@ -289,6 +296,21 @@ pub fn patient_of(rtype: ResourceType, resource: &serde_json::Value) -> Option<S
         ResourceType::Encounter | ResourceType::ServiceRequest => resource["subject"]["reference"]
             .as_str()
             .and_then(|r| r.strip_prefix("Patient/"))
+            .map(|id| id.split('/').next().unwrap_or(id).to_owned()),
+        // A comment's Provenance belongs to the patient it records as the author.
+        ResourceType::Provenance => resource["target"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(
+                resource["agent"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| &a["who"]),
+            )
+            .filter_map(|r| r["reference"].as_str())
+            .find_map(|r| r.strip_prefix("Patient/"))
             .map(|id| id.split('/').next().unwrap_or(id).to_owned()),
         _ => None,
     }

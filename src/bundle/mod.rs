@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 
 use crate::audit::Agent;
 use crate::auth::{authorize, Caller, Interaction, Role};
+use crate::comments;
 use crate::error::ApiError;
 use crate::fhir::instant::Millis;
 use crate::fhir::outcome::{operation_outcome, Issue};
@@ -898,8 +899,41 @@ fn run_transaction(
         else {
             continue;
         };
+        let rtype = entry.target.resource_type();
+        // Patient comments belong to the server: a create may not carry them, and an update keeps
+        // the stored ones whatever its payload says (see `comments`).
+        let incoming_comments = entry.resource.as_ref().is_some_and(comments::has_comments);
+        if entry.method == Method::Post && incoming_comments {
+            return Err(fail(
+                entry,
+                ApiError::Invalid {
+                    status: actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    issues: vec![crate::fhir::outcome::Issue::error(
+                        crate::fhir::outcome::IssueType::BusinessRule,
+                        "patient comments are added with $add-comment, not written by feeders",
+                    )
+                    .at(format!("{rtype}.extension"))],
+                },
+            ));
+        }
+        let stored_comments = if entry.method == Method::Put {
+            match resources::read_current(conn, engine.system_id, rtype, id)
+                .map_err(|e| fail(entry, e.into()))?
+            {
+                ReadResult::Found(stored) => {
+                    serde_json::from_str::<Map<String, Value>>(&stored.content)
+                        .ok()
+                        .filter(comments::has_comments)
+                }
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let merge = stored_comments.is_some() || incoming_comments;
         let still_valid = ahead.get(&entry.index).filter(|p| {
-            provisional.ids.get(&entry.index) == Some(id)
+            !merge
+                && provisional.ids.get(&entry.index) == Some(id)
                 && p.used
                     .iter()
                     .all(|key| mapping.get(key) == provisional.mapping.get(key))
@@ -908,6 +942,12 @@ fn run_transaction(
             Some(p) => (p.content.clone(), p.derived.clone()),
             None => {
                 let mut content = entry.resource.clone().unwrap_or_default();
+                if merge {
+                    comments::keep_stored_comments(
+                        &mut content,
+                        &stored_comments.clone().unwrap_or_default(),
+                    );
+                }
                 rewrite(&mut content, &mapping);
                 if entry.method == Method::Post {
                     content.shift_remove("id");
@@ -1236,7 +1276,8 @@ pub fn patch_in(
     }
     let resource: Map<String, Value> = serde_json::from_str(&stored.content)
         .map_err(|e| PatchFailure::Api(ApiError::Internal(format!("stored JSON: {e}"))))?;
-    let patched = patch::apply(&resource, patch_document).map_err(PatchFailure::Api)?;
+    let mut patched = patch::apply(&resource, patch_document).map_err(PatchFailure::Api)?;
+    comments::keep_stored_comments(&mut patched, &resource);
     let how = Prepare {
         lenient: engine.lenient,
         defer_references,

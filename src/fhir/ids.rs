@@ -12,6 +12,8 @@ pub enum ResourceType {
     Practitioner,
     PractitionerRole,
     Location,
+    /// Server-written (patient comments): readable, never written through the API.
+    Provenance,
 }
 
 impl ResourceType {
@@ -25,8 +27,18 @@ impl ResourceType {
         Self::Location,
     ];
 
+    /// The types the server writes itself; clients may read them but not write them.
+    pub const SERVER_WRITTEN: [ResourceType; 1] = [Self::Provenance];
+
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == name)
+        Self::ALL
+            .into_iter()
+            .chain(Self::SERVER_WRITTEN)
+            .find(|t| t.as_str() == name)
+    }
+
+    pub fn is_server_written(self) -> bool {
+        Self::SERVER_WRITTEN.contains(&self)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +50,7 @@ impl ResourceType {
             Self::Practitioner => "Practitioner",
             Self::PractitionerRole => "PractitionerRole",
             Self::Location => "Location",
+            Self::Provenance => "Provenance",
         }
     }
 

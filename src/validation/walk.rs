@@ -13,6 +13,9 @@ use crate::fhir::definitions::{Binding, Definitions, Element, Kind, Strength, St
 use crate::fhir::outcome::{Issue, IssueType, SpineCode};
 use crate::fhir::{ResourceId, ResourceType};
 
+/// The value set of every language: BCP-47 tags.
+const ALL_LANGUAGES: &str = "http://hl7.org/fhir/ValueSet/all-languages";
+
 /// Nesting deeper than this is refused rather than walked.
 const MAX_DEPTH: usize = 64;
 /// The R4 limit on any primitive's text (1 MB).
@@ -437,11 +440,25 @@ impl<'a> Walker<'a> {
         for ctx in contexts {
             let candidate = format!("{}.{}{suffix}", ctx.id, element.name);
             let profile_element = ctx.structure.element(&candidate);
-            if let Some(pe) = profile_element {
-                out.push(ProfileContext {
+            match profile_element {
+                Some(pe) => out.push(ProfileContext {
                     structure: ctx.structure,
                     id: pe.id.as_str(),
-                });
+                }),
+                // The differential may constrain descendants of an element it does not list
+                // itself (`Patient.communication.language`): follow the path all the same.
+                None => {
+                    if let Some(descendant) = ctx.structure.elements.iter().find(|e| {
+                        e.id.len() > candidate.len()
+                            && e.id.starts_with(&candidate)
+                            && e.id[candidate.len()..].starts_with(['.', ':'])
+                    }) {
+                        out.push(ProfileContext {
+                            structure: ctx.structure,
+                            id: &descendant.id[..candidate.len()],
+                        });
+                    }
+                }
             }
             let slicing = profile_element.and_then(|pe| pe.slicing.as_ref());
             let mut in_any_slice = false;
@@ -850,6 +867,10 @@ impl<'a> Walker<'a> {
         if binding.strength != Strength::Required {
             return;
         }
+        if binding.value_set == ALL_LANGUAGES {
+            self.language_codes(type_code, item, path);
+            return;
+        }
         let Some(value_set) = self.defs.value_set(&binding.value_set) else {
             return;
         };
@@ -899,6 +920,52 @@ impl<'a> Walker<'a> {
                 binding.value_set
             ),
         );
+    }
+
+    /// `all-languages` is BCP-47 (a grammar, not a list): every code must be a well-formed tag.
+    fn language_codes(&mut self, type_code: &str, item: &Value, path: &str) {
+        const BCP47: &str = "urn:ietf:bcp:47";
+        // Codings of other systems (a SNOMED CT concept beside the tag) are not judged here.
+        let codes: Vec<&str> = match type_code {
+            "CodeableConcept" => item["coding"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| c["system"].as_str().is_none_or(|s| s == BCP47))
+                .filter_map(|c| c["code"].as_str())
+                .collect(),
+            "Coding" if item["system"].as_str().is_none_or(|s| s == BCP47) => {
+                item["code"].as_str().into_iter().collect()
+            }
+            "Coding" => Vec::new(),
+            _ => item.as_str().into_iter().collect(),
+        };
+        if type_code == "CodeableConcept"
+            && codes.is_empty()
+            && item["coding"].as_array().is_some_and(|c| !c.is_empty())
+        {
+            self.rule(
+                IssueType::CodeInvalid,
+                path,
+                "a language needs a BCP-47 coding (urn:ietf:bcp:47)",
+            );
+        }
+        for code in codes {
+            let mut parts = code.split('-');
+            let primary = parts.next().unwrap_or_default();
+            let well_formed = (2..=3).contains(&primary.len())
+                && primary.chars().all(|c| c.is_ascii_alphabetic())
+                && parts.all(|p| {
+                    (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric())
+                });
+            if !well_formed {
+                self.rule(
+                    IssueType::CodeInvalid,
+                    path,
+                    format!("'{code}' is not a BCP-47 language tag"),
+                );
+            }
+        }
     }
 
     /// Constraints a profile places on one value: allowed types, required bindings, fixed and
