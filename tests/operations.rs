@@ -34,6 +34,8 @@ async fn metadata_describes_exactly_what_is_implemented(app: TestApp) {
             "Practitioner",
             "PractitionerRole",
             "Location",
+            "Provenance",
+            "AuditEvent",
             "StructureDefinition",
             "ValueSet",
             "CodeSystem",
@@ -43,7 +45,7 @@ async fn metadata_describes_exactly_what_is_implemented(app: TestApp) {
     );
     assert_eq!(resources[0]["operation"][0]["name"], "validate");
     assert_eq!(
-        resources[7]["interaction"],
+        resources[9]["interaction"],
         json!([{"code": "read"}, {"code": "search-type"}])
     );
     let interactions: Vec<&str> = resources[0]["interaction"]

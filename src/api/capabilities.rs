@@ -85,6 +85,18 @@ pub fn capability_statement(base: &str, system: &str, search: &Search) -> Value 
                     "name": "everything",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
                 }));
+                operations.push(json!({
+                    "name": "set-preferences",
+                    "definition": "https://fhir.carerecord.dev/OperationDefinition/Patient-set-preferences",
+                }));
+            }
+            if matches!(rtype, ResourceType::Patient | ResourceType::Encounter | ResourceType::ServiceRequest) {
+                for name in ["add-comment", "retract-comment"] {
+                    operations.push(json!({
+                        "name": name,
+                        "definition": format!("https://fhir.carerecord.dev/OperationDefinition/Resource-{name}"),
+                    }));
+                }
             }
             json!({
                 "type": rtype.as_str(),
@@ -102,6 +114,31 @@ pub fn capability_statement(base: &str, system: &str, search: &Search) -> Value 
                 "operation": operations,
             })
         })
+        .chain(ResourceType::SERVER_WRITTEN.iter().map(|rtype| {
+            let params: Vec<Value> = search
+                .registry
+                .params(*rtype)
+                .map(|p| json!({"name": p.code, "definition": p.url, "type": p.kind.as_str()}))
+                .collect();
+            json!({
+                "type": rtype.as_str(),
+                "documentation": "Written by the server (patient comments); read-only",
+                "interaction": [{ "code": "read" }, { "code": "vread" }, { "code": "history-instance" }, { "code": "search-type" }],
+                "searchParam": params,
+            })
+        }))
+        .chain(std::iter::once(json!({
+            "type": "AuditEvent",
+            "documentation": "The audit trail; read-only",
+            "interaction": [{ "code": "read" }, { "code": "search-type" }],
+            "searchParam": [
+                { "name": "patient", "type": "reference" },
+                { "name": "agent", "type": "reference" },
+                { "name": "action", "type": "token" },
+                { "name": "entity", "type": "reference" },
+                { "name": "date", "type": "date" },
+            ],
+        })))
         .chain(TYPES_PATTERN.split('|').map(|rtype| {
             json!({
                 "type": rtype,
