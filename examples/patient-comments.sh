@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${BASE:-http://127.0.0.1:8080/fhir/default}
-token() { cargo run --quiet --release -- token --system default "$@"; }
+# CARERECORD may name a built binary (default: cargo run --release).
+token() { ${CARERECORD:-cargo run --quiet --release --} token --system default "$@"; }
 J='Content-Type: application/fhir+json'
 
 FEEDER=$(token --role feeder --sub gp-system)
