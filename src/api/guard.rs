@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use super::context::FhirRequest;
-use crate::audit::{self, Access, Agent};
+use crate::audit::{self, Access};
 use crate::auth::{patient_of, Caller, Role};
 use crate::error::ApiError;
 use crate::fhir::ResourceType;
@@ -128,11 +128,6 @@ pub fn failed_access(interaction: &str, entity: String, error: &ApiError) -> Acc
         entity: Some(entity),
         patient: None,
     }
-}
-
-/// The agent a caller acts as (for handlers that build their own audit rows).
-pub fn agent(ctx: &FhirRequest) -> &Agent {
-    &ctx.agent
 }
 
 /// Reads one resource (or version) as `fetch` does, then applies visibility and audits the read

@@ -3,12 +3,10 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, HttpResponseBuilder};
 
-use super::context::{FhirRequest, ReturnPreference};
+use super::context::FhirRequest;
 use crate::error::ApiError;
 use crate::fhir::instant::Millis;
-use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::{ResourceId, ResourceType, VersionId, FHIR_JSON};
-use crate::store::resources::{Derived, StoredVersion};
 
 /// A response builder with the FHIR JSON content type.
 pub fn fhir(status: StatusCode) -> HttpResponseBuilder {
@@ -25,37 +23,6 @@ pub fn version_headers(
 ) {
     builder.insert_header((header::ETAG, version.etag()));
     builder.insert_header((header::LAST_MODIFIED, last_updated.to_http_date()));
-}
-
-/// The response to a create or update: version headers, `Location` when a resource was created,
-/// and the body `Prefer: return` asks for.
-pub fn written(
-    ctx: &FhirRequest,
-    status: StatusCode,
-    rtype: ResourceType,
-    id: &ResourceId,
-    stored: &StoredVersion,
-    message: &str,
-) -> HttpResponse {
-    let mut builder = fhir(status);
-    version_headers(&mut builder, stored.version, stored.last_updated);
-    if status == StatusCode::CREATED {
-        builder.insert_header((
-            header::LOCATION,
-            format!("{}/{rtype}/{id}/_history/{}", ctx.base, stored.version),
-        ));
-    }
-    match ctx.prefer.return_preference {
-        ReturnPreference::Representation => builder.body(stored.content.clone()),
-        ReturnPreference::Minimal => builder.finish(),
-        ReturnPreference::OperationOutcome => builder.body(
-            operation_outcome(&[Issue::information(format!(
-                "{message} {rtype}/{id} version {}",
-                stored.version
-            ))])
-            .to_string(),
-        ),
-    }
 }
 
 /// The resource type named in the URL, or 404 naming what is supported.
@@ -112,24 +79,4 @@ pub fn write_error(
     id: Option<&ResourceId>,
 ) -> ApiError {
     ApiError::from_write(err, rtype, id)
-}
-
-/// Normalises and validates a resource about to be written. Errors reject it (400 for structure,
-/// 422 for rules); otherwise the facts the write must check in its transaction are returned.
-pub fn validate(
-    ctx: &FhirRequest,
-    rtype: ResourceType,
-    content: serde_json::Map<String, serde_json::Value>,
-) -> Result<(serde_json::Map<String, serde_json::Value>, Derived), ApiError> {
-    use super::context::Handling;
-    crate::write::prepare(
-        &ctx.state.validator,
-        &ctx.state.search,
-        rtype,
-        content,
-        crate::write::Prepare {
-            lenient: ctx.prefer.handling == Handling::Lenient,
-            ..Default::default()
-        },
-    )
 }

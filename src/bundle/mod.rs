@@ -1500,8 +1500,3 @@ fn status_line(status: u16) -> String {
         .unwrap_or("");
     format!("{status} {reason}").trim_end().to_owned()
 }
-
-/// An OperationOutcome for a failed transaction, naming the entry.
-pub fn failure_outcome(error: &EntryError) -> Value {
-    operation_outcome(&error.issues())
-}

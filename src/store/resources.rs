@@ -8,14 +8,11 @@ use diesel::prelude::*;
 use serde_json::{Map, Value};
 
 use super::schema::{patient_nhs_numbers, resource_versions, resources};
-use super::{indexes, is_unique_violation, write_transaction, DbConnection, StoreError};
+use super::{indexes, is_unique_violation, DbConnection, StoreError};
 use crate::fhir::instant::Millis;
 use crate::fhir::resource::{same_content, stamp, VersionStamp};
 use crate::fhir::{ResourceId, ResourceType, VersionId};
 use crate::search::IndexRows;
-
-/// How often a write is retried when a concurrent writer changed the same resource first.
-const CONTENDED_RETRIES: usize = 5;
 
 /// The state of a resource as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,23 +279,6 @@ fn to_read_result(row: Option<(i64, i64, Option<String>)>) -> Result<ReadResult,
     })
 }
 
-/// Creates a resource with a server-assigned id, in its own transaction.
-pub fn create(
-    conn: &mut DbConnection,
-    system_id: i64,
-    rtype: ResourceType,
-    content: Map<String, Value>,
-    derived: &Derived,
-) -> Result<Written, WriteError> {
-    retry_contended(|| {
-        let id = ResourceId::generate();
-        let content = content.clone();
-        write_transaction(conn, |conn| {
-            create_in(conn, system_id, rtype, &id, content, derived)
-        })
-    })
-}
-
 /// Creates a resource with the given (new) id, inside the caller's write transaction.
 pub fn create_in(
     conn: &mut DbConnection,
@@ -331,29 +311,8 @@ pub fn create_in(
 }
 
 /// Updates a resource, or creates it with the client's id when it does not exist (update-as-create),
-/// in its own transaction. An update whose content equals the current version writes nothing and
-/// answers `Unchanged`.
-pub fn update(
-    conn: &mut DbConnection,
-    system_id: i64,
-    rtype: ResourceType,
-    id: &ResourceId,
-    content: Map<String, Value>,
-    if_match: Option<VersionId>,
-    derived: &Derived,
-) -> Result<Written, WriteError> {
-    retry_contended(|| {
-        let content = content.clone();
-        write_transaction(conn, |conn| {
-            update_in(
-                conn, system_id, rtype, id, content, if_match, derived, "PUT",
-            )
-        })
-    })
-}
-
-/// [`update`] inside the caller's write transaction; `method` is what history records (PUT or
-/// PATCH).
+/// inside the caller's write transaction. An update whose content equals the current version
+/// writes nothing and answers `Unchanged`. `method` is what history records (PUT or PATCH).
 #[allow(clippy::too_many_arguments)]
 pub fn update_in(
     conn: &mut DbConnection,
@@ -411,20 +370,8 @@ pub fn update_in(
     })
 }
 
-/// Deletes a resource in its own transaction: a tombstone version; a later read answers 410 Gone.
-pub fn delete(
-    conn: &mut DbConnection,
-    system_id: i64,
-    rtype: ResourceType,
-    id: &ResourceId,
-    if_match: Option<VersionId>,
-) -> Result<Deleted, WriteError> {
-    retry_contended(|| {
-        write_transaction(conn, |conn| delete_in(conn, system_id, rtype, id, if_match))
-    })
-}
-
-/// [`delete`] inside the caller's write transaction.
+/// Deletes a resource inside the caller's write transaction: a tombstone version; a later read
+/// answers 410 Gone. Deleting a deleted resource changes nothing.
 pub fn delete_in(
     conn: &mut DbConnection,
     system_id: i64,
@@ -476,19 +423,6 @@ fn check_if_match(
             current: VersionId::new(row.version_id),
         }),
         Some(_) => Ok(()),
-    }
-}
-
-/// Runs `attempt` again (a fresh transaction) when a concurrent writer won a race.
-pub fn retry_contended<T>(
-    mut attempt: impl FnMut() -> Result<T, WriteError>,
-) -> Result<T, WriteError> {
-    let mut tries = 0;
-    loop {
-        match attempt() {
-            Err(WriteError::Contended) if tries < CONTENDED_RETRIES => tries += 1,
-            other => return other,
-        }
     }
 }
 
