@@ -114,6 +114,36 @@ async fn metadata_describes_exactly_what_is_implemented(app: TestApp) {
     assert_eq!(north["implementation"]["url"], app.base("north"));
 }
 
+async fn metrics_are_served_as_prometheus_text(app: TestApp) {
+    app.get("/fhir/default/metadata").await;
+    app.get("/fhir/default/Patient/missing").await;
+    let reply = app
+        .send("GET", "/metrics", &[("authorization", "")], None)
+        .await;
+    assert_eq!(reply.status, 200);
+    assert!(reply
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = String::from_utf8(reply.body).unwrap();
+    assert!(
+        text.contains("carerecord_http_requests_total{method=\"GET\",status=\"2xx\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("carerecord_http_requests_total{method=\"GET\",status=\"4xx\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("carerecord_http_request_duration_seconds_count"),
+        "{text}"
+    );
+    assert!(
+        text.contains("carerecord_db_connections{state=\"idle\"}"),
+        "{text}"
+    );
+}
+
 async fn health_checks_the_database(app: TestApp) {
     let reply = app.get("/health").await;
     assert_eq!(reply.status, 200);
@@ -218,6 +248,7 @@ async fn command_line_manages_local_systems(app: TestApp) {
 }
 
 on_both_backends!(
+    metrics_are_served_as_prometheus_text,
     metadata_describes_exactly_what_is_implemented,
     health_checks_the_database,
     admin_api_manages_local_systems,

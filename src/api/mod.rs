@@ -16,6 +16,7 @@ pub mod everything;
 pub mod guard;
 pub mod health;
 pub mod history;
+pub mod metrics;
 pub mod read;
 pub mod response;
 pub mod search;
@@ -49,6 +50,7 @@ pub struct AppState {
     pub verifier: Verifier,
     pub rate: RateLimiter,
     pub audit: AuditLog,
+    pub metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ impl AppState {
             verifier,
             rate,
             audit,
+            metrics: metrics::Metrics::default(),
         }
     }
 }
@@ -72,6 +75,11 @@ impl AppState {
 /// The route table.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics::metrics))
+            .default_service(web::to(not_allowed("GET"))),
+    )
+    .service(
         web::resource("/health")
             .route(web::get().to(health::health))
             .default_service(web::to(not_allowed("GET"))),
@@ -275,7 +283,16 @@ pub async fn request_id_middleware(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
+    let started = std::time::Instant::now();
+    let method = req.method().as_str().to_owned();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
     let mut res = next.call(req).await?;
+    if let Some(state) = state {
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        state
+            .metrics
+            .observe(&method, res.status().as_u16(), micros);
+    }
     if res.status().is_server_error() {
         if let Some(err) = res.response().error() {
             log::error!("request {id} failed: {err}");

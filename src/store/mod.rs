@@ -163,6 +163,12 @@ impl Database {
         self.backend
     }
 
+    /// (connections, idle connections) of the pool.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
+    }
+
     pub fn conn(&self) -> Result<PooledConn, StoreError> {
         Ok(self.pool.get()?)
     }
