@@ -13,7 +13,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(about = "Generate deterministic synthetic UK care record data")]
 struct Args {
-    /// Patients to generate (about 36 resources each).
+    /// Patients to generate (about 31 resources each).
     #[arg(long, conflicts_with = "resources")]
     patients: Option<usize>,
     /// Or: about this many resources.

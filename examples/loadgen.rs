@@ -20,6 +20,7 @@ use clap::Parser;
 #[command(about = "Drive a local carerecord server and measure it")]
 struct Args {
     /// ingest | create | read | search-identifier | search-patient | everything | mixed
+    /// (or `report FILE.jsonl...`: markdown tables of results)
     scenario: String,
     /// FHIR base of the local system (loopback only).
     #[arg(long, default_value = "http://127.0.0.1:8080/fhir/default")]
@@ -67,7 +68,31 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("'{text}' is not KEY=VALUE"))
 }
 
+/// `loadgen report FILE.jsonl...`: the markdown tables of benchmark results.
+fn report(files: &[String]) -> ExitCode {
+    let mut lines = Vec::new();
+    for file in files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {file}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        lines.extend(
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()),
+        );
+    }
+    print!("{}", loadgen::markdown(&lines));
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some("report") {
+        return report(&raw[2..]);
+    }
     let args = Args::parse();
     let Some(scenario) = Scenario::parse(&args.scenario) else {
         eprintln!(

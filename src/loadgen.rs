@@ -1048,9 +1048,9 @@ fn now_nanos() -> u64 {
 }
 
 /// Runs `concurrency` clients until `next` runs dry, the request limit or the deadline. In
-/// fixed-rate mode the `n`th request of this call is due `n / rate` seconds after it starts,
-/// client `n % concurrency` sends it, and its latency runs from when it was due (a late server
-/// cannot hide its queue).
+/// fixed-rate mode the `n`th request of this call is due `n / rate` seconds after it starts and
+/// client `n % concurrency` sends it; one sent late (its client still waited for a slow answer)
+/// counts its latency from when it was due, so a slow server cannot hide its queue.
 async fn drive<F>(shared: &Shared<'_>, config: &Config, next: F)
 where
     F: Fn() -> Option<Result<Request, String>>,
@@ -1071,9 +1071,15 @@ where
                     }
                     let now = Instant::now();
                     if due > now {
+                        // On time: latency runs from the wake-up (the timer's granularity is
+                        // the driver's, not the server's).
                         actix_web::rt::time::sleep(due - now).await;
+                        Instant::now()
+                    } else {
+                        // Late, because this client's last response came late: latency runs
+                        // from when the request was due.
+                        due
                     }
-                    due
                 }
                 None => Instant::now(),
             };
@@ -1094,6 +1100,263 @@ where
         }
     };
     futures_util::future::join_all((0..clients).map(client)).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting: the benchmark script's markdown
+
+/// One target of the benchmarks (`benches/run.sh`), checked against measured lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetCheck {
+    pub target: String,
+    pub measured: String,
+    /// `None` when nothing measured it.
+    pub met: Option<bool>,
+}
+
+fn num(line: &Value, path: &[&str]) -> Option<f64> {
+    let mut value = line;
+    for key in path {
+        value = value.get(*key)?;
+    }
+    value.as_f64()
+}
+
+fn tag(line: &Value, key: &str) -> String {
+    line.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn size_of(line: &Value) -> u64 {
+    tag(line, "size").parse().unwrap_or(0)
+}
+
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+/// Checks the targets against the run lines of one backend (the targets are for SQLite on the
+/// 2-core machine; other backends are shown against the same figures).
+pub fn check_targets(lines: &[Value]) -> Vec<TargetCheck> {
+    let runs: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("scenario").is_some())
+        .collect();
+    let pick = |scenario: &str, mode: &str| -> Vec<&Value> {
+        let mut found: Vec<&Value> = runs
+            .iter()
+            .copied()
+            .filter(|l| tag(l, "scenario") == scenario && tag(l, "mode") == mode)
+            .collect();
+        found.sort_by_key(|l| size_of(l));
+        found
+    };
+    let per_size = |found: &[&Value], show: &dyn Fn(&Value) -> String| {
+        found
+            .iter()
+            .map(|l| format!("{}: {}", human(size_of(l)), show(l)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let all = |found: &[&Value], ok: &dyn Fn(&Value) -> bool| {
+        (!found.is_empty()).then(|| found.iter().all(|l| ok(l)))
+    };
+    let mut checks = Vec::new();
+
+    let ingest = pick("ingest", "closed");
+    checks.push(TargetCheck {
+        target: "ingest ≥ 10,000 resources/s (100-entry transactions, 4 clients)".into(),
+        measured: per_size(&ingest, &|l| {
+            format!(
+                "{:.0}/s ({:.0} created/s)",
+                num(l, &["resources_per_second"]).unwrap_or(0.0),
+                num(l, &["created_per_second"]).unwrap_or(0.0)
+            )
+        }),
+        met: all(&ingest, &|l| {
+            num(l, &["resources_per_second"]).unwrap_or(0.0) >= 10_000.0
+        }),
+    });
+    let create = pick("create", "closed");
+    checks.push(TargetCheck {
+        target: "single create ≥ 3,000/s".into(),
+        measured: per_size(&create, &|l| {
+            format!("{:.0}/s", num(l, &["throughput"]).unwrap_or(0.0))
+        }),
+        met: all(&create, &|l| {
+            num(l, &["throughput"]).unwrap_or(0.0) >= 3_000.0
+        }),
+    });
+    let read = pick("read", "closed");
+    checks.push(TargetCheck {
+        target: "read by id ≥ 25,000 req/s with p99 < 10 ms".into(),
+        measured: per_size(&read, &|l| {
+            format!(
+                "{:.0} req/s, p99 {:.1} ms",
+                num(l, &["throughput"]).unwrap_or(0.0),
+                num(l, &["latency_ms", "p99"]).unwrap_or(0.0)
+            )
+        }),
+        met: all(&read, &|l| {
+            num(l, &["throughput"]).unwrap_or(0.0) >= 25_000.0
+                && num(l, &["latency_ms", "p99"]).unwrap_or(f64::MAX) < 10.0
+        }),
+    });
+    let search = pick("search-identifier", "closed");
+    checks.push(TargetCheck {
+        target: "identifier search ≥ 10,000 req/s".into(),
+        measured: per_size(&search, &|l| {
+            format!("{:.0} req/s", num(l, &["throughput"]).unwrap_or(0.0))
+        }),
+        met: all(&search, &|l| {
+            num(l, &["throughput"]).unwrap_or(0.0) >= 10_000.0
+        }),
+    });
+    let everything = pick("everything", "fixed-rate");
+    checks.push(TargetCheck {
+        target: "$everything (100 encounters, 20 referrals) p50 < 5 ms".into(),
+        measured: per_size(&everything, &|l| {
+            format!(
+                "p50 {:.2} ms at {:.0}/s",
+                num(l, &["latency_ms", "p50"]).unwrap_or(0.0),
+                num(l, &["target_rate"]).unwrap_or(0.0)
+            )
+        }),
+        met: all(&everything, &|l| {
+            num(l, &["latency_ms", "p50"]).unwrap_or(f64::MAX) < 5.0
+        }),
+    });
+    let mut growth = Vec::new();
+    let mut growth_ok = None;
+    for scenario in ["search-identifier", "search-patient"] {
+        let found = pick(scenario, "fixed-rate");
+        if let (Some(small), Some(large)) = (found.first(), found.last()) {
+            if size_of(small) < size_of(large) {
+                let (a, b) = (
+                    num(small, &["latency_ms", "p50"]).unwrap_or(0.0),
+                    num(large, &["latency_ms", "p50"]).unwrap_or(0.0),
+                );
+                let ratio = if a > 0.0 { b / a } else { f64::INFINITY };
+                growth.push(format!(
+                    "{scenario} p50 {a:.2} → {b:.2} ms ({ratio:.2}×, {} → {})",
+                    human(size_of(small)),
+                    human(size_of(large))
+                ));
+                growth_ok = Some(growth_ok.unwrap_or(true) && ratio <= 2.0);
+            }
+        }
+    }
+    checks.push(TargetCheck {
+        target: "search latency at the largest size within 2× of 10,000 resources".into(),
+        measured: growth.join("; "),
+        met: growth_ok,
+    });
+    let largest = runs.iter().map(|l| size_of(l)).max().unwrap_or(0);
+    let peak = runs
+        .iter()
+        .filter(|l| size_of(l) == largest)
+        .filter_map(|l| num(l, &["server_peak_rss_mb"]))
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    checks.push(TargetCheck {
+        target: "server RSS < 300 MB at 1,000,000 resources".into(),
+        measured: peak
+            .map(|p| format!("peak {p:.0} MB at {}", human(largest)))
+            .unwrap_or_default(),
+        // Measured at a smaller size only: not decided.
+        met: peak.filter(|_| largest >= 1_000_000).map(|p| p < 300.0),
+    });
+    checks
+}
+
+/// The markdown of one backend's results: the machine, the data set, the targets, every run.
+pub fn markdown(lines: &[Value]) -> String {
+    let mut out = String::new();
+    let backend = lines
+        .iter()
+        .find_map(|l| l.get("backend").and_then(Value::as_str))
+        .unwrap_or("unknown");
+    out.push_str(&format!("### {backend}\n\n"));
+    if let Some(machine) = lines.iter().find_map(|l| l.get("machine")) {
+        out.push_str(&format!(
+            "Machine: {} — {} cores, {} memory; {}; carerecord {}; {}.\n\n",
+            tag(machine, "cpu"),
+            tag(machine, "cores"),
+            tag(machine, "memory"),
+            tag(machine, "os"),
+            tag(machine, "commit"),
+            tag(machine, "date"),
+        ));
+    }
+    let datasets: Vec<&Value> = lines.iter().filter_map(|l| l.get("dataset")).collect();
+    if !datasets.is_empty() {
+        out.push_str("| data set | patients | resources stored | avg size | bulk load |\n|---|---:|---:|---:|---|\n");
+        for d in datasets {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} B | {} |\n",
+                tag(d, "size"),
+                tag(d, "patients"),
+                tag(d, "stored"),
+                tag(d, "average_bytes"),
+                tag(d, "load"),
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str("| target | measured | met |\n|---|---|---|\n");
+    for check in check_targets(lines) {
+        let met = match check.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "not measured",
+        };
+        out.push_str(&format!(
+            "| {} | {} | {met} |\n",
+            check.target,
+            if check.measured.is_empty() {
+                "—"
+            } else {
+                &check.measured
+            }
+        ));
+    }
+    out.push_str("\n| size | scenario | load | requests | req/s | resources/s | p50 ms | p90 ms | p99 ms | max ms | errors | server peak RSS |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for l in lines.iter().filter(|l| l.get("scenario").is_some()) {
+        let load = match num(l, &["target_rate"]) {
+            Some(rate) => format!(
+                "{rate:.0}/s fixed, {} clients",
+                num(l, &["concurrency"]).unwrap_or(0.0)
+            ),
+            None => format!(
+                "closed, {} clients",
+                num(l, &["concurrency"]).unwrap_or(0.0)
+            ),
+        };
+        let resources = num(l, &["resources_per_second"])
+            .map(|r| format!("{r:.0}"))
+            .unwrap_or_else(|| "—".into());
+        out.push_str(&format!(
+            "| {} | {} | {load} | {} | {:.0} | {resources} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} |\n",
+            human(size_of(l)),
+            tag(l, "scenario"),
+            num(l, &["requests"]).unwrap_or(0.0),
+            num(l, &["throughput"]).unwrap_or(0.0),
+            num(l, &["latency_ms", "p50"]).unwrap_or(0.0),
+            num(l, &["latency_ms", "p90"]).unwrap_or(0.0),
+            num(l, &["latency_ms", "p99"]).unwrap_or(0.0),
+            num(l, &["latency_ms", "max"]).unwrap_or(0.0),
+            num(l, &["errors"]).unwrap_or(0.0),
+            num(l, &["server_peak_rss_mb"])
+                .map(|m| format!("{m:.0} MB"))
+                .unwrap_or_else(|| "—".into()),
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1132,6 +1395,44 @@ mod tests {
         let l = Latency::of((1..=100).map(|ms| ms * 1_000).collect());
         assert_eq!((l.p50, l.p90, l.p99, l.max), (50.0, 90.0, 99.0, 100.0));
         assert!((l.mean - 50.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn targets_are_checked_per_size() {
+        let line = |scenario: &str, mode: &str, size: &str, throughput: f64, p50: f64| {
+            json!({"scenario": scenario, "mode": mode, "size": size, "throughput": throughput,
+                   "resources_per_second": throughput, "target_rate": if mode == "fixed-rate" { Some(100.0) } else { None },
+                   "latency_ms": {"p50": p50, "p99": p50 * 2.0}, "server_peak_rss_mb": 100.0, "backend": "sqlite"})
+        };
+        let lines = vec![
+            line("read", "closed", "10000", 30_000.0, 1.0),
+            line("read", "closed", "1000000", 20_000.0, 1.0),
+            line("search-identifier", "fixed-rate", "10000", 100.0, 1.0),
+            line("search-identifier", "fixed-rate", "1000000", 100.0, 2.5),
+        ];
+        let checks = check_targets(&lines);
+        let read = checks
+            .iter()
+            .find(|c| c.target.starts_with("read"))
+            .unwrap();
+        assert_eq!(read.met, Some(false));
+        assert!(read.measured.contains("10k: 30000 req/s") && read.measured.contains("1M: 20000"));
+        let growth = checks
+            .iter()
+            .find(|c| c.target.contains("within 2×"))
+            .unwrap();
+        assert_eq!(growth.met, Some(false), "{growth:?}");
+        let rss = checks.iter().find(|c| c.target.contains("RSS")).unwrap();
+        assert_eq!(rss.met, Some(true));
+        let small: Vec<Value> = lines.iter().take(1).cloned().collect();
+        let rss = check_targets(&small)
+            .into_iter()
+            .find(|c| c.target.contains("RSS"))
+            .unwrap();
+        assert_eq!(rss.met, None);
+        let create = checks.iter().find(|c| c.target.contains("create")).unwrap();
+        assert_eq!(create.met, None);
+        assert!(markdown(&lines).contains("| 1M | read | closed"));
     }
 
     #[test]

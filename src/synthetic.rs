@@ -1835,8 +1835,8 @@ pub fn generate(options: &Options) -> Result<Summary, String> {
 
 /// How many patients make about `resources` resources (for sizing a run by resources).
 pub fn patients_for(resources: usize) -> usize {
-    // About 36 resources a patient, plus the shared ones; measured on seed 1.
-    (resources / 36).clamp(1, MAX_PATIENTS)
+    // About 31 resources a patient (heavy ones included); measured on seeds 1 to 3.
+    (resources / 31).clamp(1, MAX_PATIENTS)
 }
 
 #[cfg(test)]
