@@ -139,6 +139,14 @@ struct CurrentRow {
     deleted: bool,
 }
 
+/// The row a query on a unique key found, if any. Such lookups load rather than call `.first()`:
+/// `.first()` adds `LIMIT ?`, and SQLite re-plans a statement whose LIMIT is a bound parameter
+/// every time it runs (the planner reads the bound value), so a cached statement cost a full
+/// prepare on every read.
+pub(crate) fn the_row<T>(rows: Vec<T>) -> Option<T> {
+    rows.into_iter().next()
+}
+
 fn version_id(raw: i64) -> Result<VersionId, StoreError> {
     VersionId::new(raw).ok_or_else(|| StoreError::Corrupt(format!("version id {raw}")))
 }
@@ -159,8 +167,8 @@ fn current_row(
             resources::last_updated,
             resources::deleted,
         ))
-        .first::<CurrentRow>(conn)
-        .optional()
+        .load::<CurrentRow>(conn)
+        .map(the_row)
 }
 
 /// Serialises writers of one resource. SQLite already holds the database write lock (`BEGIN
@@ -210,8 +218,8 @@ fn current_state(
             ),
             resource_versions::content,
         ))
-        .first::<(CurrentRow, Option<String>)>(conn)
-        .optional()
+        .load::<(CurrentRow, Option<String>)>(conn)
+        .map(the_row)
 }
 
 /// The internal key of a resource (deleted or not), for instance history.
@@ -259,8 +267,8 @@ pub fn read_version(
             resource_versions::last_updated,
             resource_versions::content,
         ))
-        .first::<(i64, i64, Option<String>)>(conn)
-        .optional()?;
+        .load::<(i64, i64, Option<String>)>(conn)
+        .map(the_row)?;
     to_read_result(row)
 }
 
@@ -583,8 +591,8 @@ fn record_nhs_number(
         .filter(patient_nhs_numbers::system_id.eq(system_id))
         .filter(patient_nhs_numbers::nhs_number.eq(nhs_number))
         .select(resources::id)
-        .first::<String>(conn)
-        .optional()?;
+        .load::<String>(conn)
+        .map(the_row)?;
     if let Some(existing) = holder {
         return Err(WriteError::DuplicateNhsNumber {
             nhs_number: nhs_number.to_owned(),
@@ -618,8 +626,8 @@ pub fn precheck(
             .filter(patient_nhs_numbers::system_id.eq(system_id))
             .filter(patient_nhs_numbers::nhs_number.eq(nhs_number))
             .select(resources::id)
-            .first::<String>(conn)
-            .optional()?;
+            .load::<String>(conn)
+            .map(the_row)?;
         if let Some(existing) = holder.filter(|h| h != own.as_str()) {
             return Err(WriteError::DuplicateNhsNumber {
                 nhs_number: nhs_number.to_owned(),

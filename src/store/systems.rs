@@ -33,8 +33,8 @@ pub enum Saved {
 pub fn find(conn: &mut DbConnection, slug: &SystemSlug) -> QueryResult<Option<LocalSystem>> {
     local_systems::table
         .filter(local_systems::slug.eq(slug.as_str()))
-        .first::<LocalSystem>(conn)
-        .optional()
+        .load::<LocalSystem>(conn)
+        .map(super::resources::the_row)
 }
 
 pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<LocalSystem>> {
