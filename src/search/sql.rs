@@ -66,6 +66,15 @@ impl Sql {
         self.bind(Bind::Int(value))
     }
 
+    /// `LIMIT n` as a literal. A bound LIMIT makes SQLite plan every statement twice: its planner
+    /// reads the bound value, so binding it expires the statement just prepared, and the first
+    /// step prepares it again. The number is the server's own (a page size), never the client's
+    /// text.
+    fn limit(&mut self, rows: usize) -> &mut Self {
+        self.push(" LIMIT ");
+        self.push(&rows.min(i64::MAX as usize).to_string())
+    }
+
     fn alias(&mut self, prefix: &str) -> String {
         self.aliases += 1;
         format!("{prefix}{}", self.aliases)
@@ -150,8 +159,7 @@ pub fn select(system_id: i64, request: &SearchRequest, own_base: &str, page: &Pa
     } else {
         "r.pk ASC"
     });
-    sql.push(" LIMIT ");
-    sql.int(i64::try_from(page.limit).unwrap_or(i64::MAX));
+    sql.limit(page.limit);
     sql
 }
 
@@ -906,10 +914,10 @@ pub fn everything(
         sql.int(from.pk);
     }
     sql.push(if page.backwards {
-        " ORDER BY r.pk DESC LIMIT "
+        " ORDER BY r.pk DESC"
     } else {
-        " ORDER BY r.pk ASC LIMIT "
+        " ORDER BY r.pk ASC"
     });
-    sql.int(i64::try_from(page.limit).unwrap_or(i64::MAX));
+    sql.limit(page.limit);
     sql
 }
