@@ -215,6 +215,7 @@ impl<'a> Walker<'a> {
         // Items per base element name, and per profile slice.
         let mut counts: HashMap<&str, usize> = HashMap::new();
         let mut slice_counts: HashMap<(usize, String), usize> = HashMap::new();
+        let mut sibling = String::new();
         for (key, value) in obj {
             if key == "resourceType" && is_resource {
                 continue;
@@ -255,7 +256,7 @@ impl<'a> Walker<'a> {
                     .or_else(|| element.types.first().map(|t| t.code.clone()))
                     .unwrap_or_else(|| "BackboneElement".to_owned())
             };
-            let key_path = format!("{path}.{key}");
+            let key_path = join(path, ".", key);
             let items: Vec<(String, &'a Value)> = match (element.is_array(), value) {
                 (true, Value::Array(items)) => {
                     if items.is_empty() {
@@ -268,7 +269,7 @@ impl<'a> Walker<'a> {
                     items
                         .iter()
                         .enumerate()
-                        .map(|(i, v)| (format!("{key_path}[{i}]"), v))
+                        .map(|(i, v)| (indexed(&key_path, i), v))
                         .collect()
                 }
                 (true, _) => {
@@ -298,7 +299,10 @@ impl<'a> Walker<'a> {
                 );
             }
             *count += items.len();
-            let has_extension_sibling = obj.contains_key(&format!("_{key}"));
+            sibling.clear();
+            sibling.push('_');
+            sibling.push_str(key);
+            let has_extension_sibling = obj.contains_key(sibling.as_str());
             for (item_path, item) in items {
                 if item.is_null() {
                     // Nulls hold places in primitive arrays whose extensions sit in `_key`.
@@ -396,7 +400,7 @@ impl<'a> Walker<'a> {
                 items
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| (format!("{path}[{i}]"), v))
+                    .map(|(i, v)| (indexed(path, i), v))
                     .collect()
             }
             Value::Object(_) if !matched.element.is_array() => vec![(path.to_owned(), value)],
@@ -1060,6 +1064,13 @@ impl<'a> Walker<'a> {
     }
 
     fn check_count(&mut self, element: &Element, count: usize, path: &str) {
+        // Called for every element of every definition walked, present or not: the texts are
+        // made only for a count that breaks a rule.
+        let too_few = element.min.is_some_and(|min| count < min as usize);
+        let too_many = element.max.as_ref().is_some_and(|max| !max.allows(count));
+        if !too_few && !too_many {
+            return;
+        }
         let label = match &element.slice_name {
             Some(slice) => format!("{} (slice {slice})", element.name),
             None => element.name.clone(),
@@ -1110,6 +1121,25 @@ impl<'a> Walker<'a> {
             }
         }
     }
+}
+
+/// `{a}{separator}{b}`, without the formatting machinery (paths are made for every element).
+fn join(a: &str, separator: &str, b: &str) -> String {
+    let mut out = String::with_capacity(a.len() + separator.len() + b.len());
+    out.push_str(a);
+    out.push_str(separator);
+    out.push_str(b);
+    out
+}
+
+/// `{path}[{i}]`.
+fn indexed(path: &str, i: usize) -> String {
+    let mut out = String::with_capacity(path.len() + 4);
+    out.push_str(path);
+    out.push('[');
+    out.push_str(&i.to_string());
+    out.push(']');
+    out
 }
 
 /// The values at a dotted path below `item`, through arrays.
