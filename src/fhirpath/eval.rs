@@ -52,7 +52,24 @@ pub(crate) fn evaluate<'a>(ast: &Ast, env: &Env<'a>) -> Result<Vec<Item<'a>>> {
 }
 
 pub(crate) fn resource_type(value: &Value) -> Option<&str> {
-    value.get("resourceType").and_then(Value::as_str)
+    match value {
+        Value::Object(map) => member(map, "resourceType").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// Objects up to this many members are searched by comparing keys, not by hashing.
+const SCAN_MEMBERS: usize = 16;
+
+/// A member of a JSON object. Navigation looks up members of every node it passes (and
+/// `resourceType` of every node it yields); serde_json's map hashes each key with SipHash,
+/// which costs more than comparing the few keys of a FHIR element (length first).
+fn member<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
+    if map.len() <= SCAN_MEMBERS {
+        map.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        map.get(key)
+    }
 }
 
 fn is_resource(value: &Value) -> bool {
@@ -739,8 +756,20 @@ fn navigate<'a>(item: &Item<'a>, name: &str, underscore: &str, out: &mut Vec<Ite
     let Some(map) = object_of(item) else {
         return;
     };
-    let value = map.get(name);
-    let element = map.get(underscore);
+    let (value, element) = if map.len() <= SCAN_MEMBERS {
+        // One pass for both keys.
+        let (mut value, mut element) = (None, None);
+        for (key, v) in map {
+            if key.as_str() == name {
+                value = Some(v);
+            } else if key.as_str() == underscore {
+                element = Some(v);
+            }
+        }
+        (value, element)
+    } else {
+        (map.get(name), map.get(underscore))
+    };
     if value.is_some() || element.is_some() {
         push_values(value, element, None, out);
         return;
