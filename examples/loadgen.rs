@@ -54,6 +54,9 @@ struct Args {
     /// _count for $everything.
     #[arg(long, default_value_t = 1000)]
     everything_count: usize,
+    /// Keep the looked-up ids here between runs against the same server and data.
+    #[arg(long)]
+    pool_file: Option<PathBuf>,
     /// KEY=VALUE added to the JSON line (repeatable).
     #[arg(long = "tag", value_parser = parse_tag)]
     tags: Vec<(String, String)>,
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
     config.seed = args.seed;
     config.sample = args.sample;
     config.everything_count = args.everything_count;
+    config.pool_file = args.pool_file;
     config.tags = args.tags.into_iter().collect::<BTreeMap<_, _>>();
     let result = actix_web::rt::System::new().block_on(loadgen::run(&config));
     match result {

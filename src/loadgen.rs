@@ -91,6 +91,9 @@ pub struct Config {
     pub sample: usize,
     /// `_count` of `$everything` (the whole record of a heavy patient fits one page).
     pub everything_count: usize,
+    /// Where the looked-up ids are kept between runs on the same server and data (read if it
+    /// exists, written otherwise).
+    pub pool_file: Option<PathBuf>,
     /// Extra fields for the JSON line (backend, size...).
     pub tags: BTreeMap<String, String>,
 }
@@ -110,6 +113,7 @@ impl Config {
             seed: 1,
             sample: 2_000,
             everything_count: 1_000,
+            pool_file: None,
             tags: BTreeMap::new(),
         }
     }
@@ -541,7 +545,7 @@ impl Client {
 // Work: what each scenario sends
 
 /// Ids found on the server before measuring.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Pools {
     /// (id, NHS number) of the sampled patients.
     pub patients: Vec<(String, String)>,
@@ -758,6 +762,21 @@ pub async fn discover(config: &Config, target: &Target) -> Result<Pools, String>
     Ok(pools)
 }
 
+/// The ids to use: from `config.pool_file` when it exists, else looked up (and saved there).
+async fn pools(config: &Config, target: &Target) -> Result<Pools, String> {
+    if let Some(path) = &config.pool_file {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()));
+        }
+    }
+    let pools = discover(config, target).await?;
+    if let Some(path) = &config.pool_file {
+        let text = serde_json::to_string(&pools).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(pools)
+}
+
 struct Found {
     id: String,
     encounters: Vec<String>,
@@ -946,7 +965,7 @@ pub async fn run(config: &Config) -> Result<Report, String> {
             phases: bundle_phases(&config.data)?,
         },
         scenario => {
-            let pools = discover(config, &target).await?;
+            let pools = pools(config, &target).await?;
             if scenario == Scenario::Everything && pools.heavy.is_empty() {
                 return Err("no heavy patient of the data set is on the server".into());
             }

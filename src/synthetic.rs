@@ -1630,6 +1630,10 @@ impl BundleFiles {
         if packer.entries.is_empty() {
             return Ok(());
         }
+        // Shared resources first, in one global order: transactions that conditionally create
+        // the same ones then take their locks (PostgreSQL's advisory locks) in the same order,
+        // rather than deadlocking on each other.
+        packer.shared.sort_unstable();
         let mut entries: Vec<Value> = packer
             .shared
             .iter()
