@@ -3,7 +3,9 @@
 //! providers (PEM files or a JWKS file) for RS256/ES256. Each key verifies only its own
 //! algorithm, so an HS256 token "signed" with a public key is worthless.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{
@@ -48,12 +50,20 @@ struct PublicKey {
     kid: Option<String>,
 }
 
+/// Tokens whose signature and claims were verified, at most this many (the cache is emptied when
+/// it is full).
+const VERIFIED_CACHE: usize = 10_000;
+
 /// Verifies tokens; built once at start.
 pub struct Verifier {
     secret: Vec<u8>,
     public: Vec<PublicKey>,
     issuer: Option<String>,
     audience: Option<String>,
+    /// A client sends the same token with every request until it expires: its signature (an HMAC
+    /// or an RSA/EC verification, and the JSON of header and claims) is checked once, and later
+    /// requests only check the time window again.
+    verified: Mutex<HashMap<String, Claims>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -157,6 +167,7 @@ impl Verifier {
             public,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -177,6 +188,26 @@ impl Verifier {
 
     /// Verifies a token and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, Invalid> {
+        let cached = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(token).cloned());
+        if let Some(claims) = cached {
+            return within_time_window(claims);
+        }
+        let claims = self.verify_signed(token)?;
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= VERIFIED_CACHE {
+                cache.clear();
+            }
+            cache.insert(token.to_owned(), claims.clone());
+        }
+        Ok(claims)
+    }
+
+    /// Checks the signature and every claim.
+    fn verify_signed(&self, token: &str) -> Result<Claims, Invalid> {
         let header = decode_header(token)
             .map_err(|_| Invalid("the token is not a well-formed JWT".into()))?;
         let outcome = match header.alg {
@@ -223,6 +254,19 @@ impl Verifier {
             )
         })
     }
+}
+
+/// `exp` and `nbf` of claims verified earlier, against the clock now (with the same skew).
+fn within_time_window(claims: Claims) -> Result<Claims, Invalid> {
+    let now = chrono::Utc::now().timestamp();
+    let skew = i64::try_from(CLOCK_SKEW_SECONDS).unwrap_or(i64::MAX);
+    if claims.exp.saturating_add(skew) < now {
+        return Err(Invalid("the token has expired".into()));
+    }
+    if claims.nbf.is_some_and(|nbf| nbf.saturating_sub(skew) > now) {
+        return Err(Invalid("the token is not valid yet".into()));
+    }
+    Ok(claims)
 }
 
 /// Signs claims with the server's HS256 secret (`carerecord token`).
