@@ -62,6 +62,9 @@ macro_rules! bound {
                 Bind::Int(v) => query.bind::<BigInt, _>(*v),
                 Bind::Float(v) => query.bind::<Double, _>(*v),
                 Bind::Bool(v) => query.bind::<diesel::sql_types::Bool, _>(*v),
+                Bind::NullText => {
+                    query.bind::<diesel::sql_types::Nullable<Text>, _>(None::<String>)
+                }
             };
         }
         query

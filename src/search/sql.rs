@@ -23,6 +23,9 @@ pub enum Bind {
     Int(i64),
     Float(f64),
     Bool(bool),
+    /// NULL in a text column, bound rather than written, so that rows with and without a value
+    /// share one statement text.
+    NullText,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,21 +83,24 @@ impl Sql {
         format!("{prefix}{}", self.aliases)
     }
 
-    /// The text for a backend: PostgreSQL numbers its placeholders.
+    /// The statement text, `?` where each bind goes (the backend writes its own placeholder).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The text for a backend, as it prepares it (PostgreSQL numbers its placeholders): for
+    /// `EXPLAIN`.
     pub fn render(&self, dialect: Dialect) -> String {
         match dialect {
             Dialect::Sqlite => self.text.clone(),
             Dialect::Postgres => {
                 let mut out = String::with_capacity(self.text.len() + 16);
-                let mut n = 0;
-                for c in self.text.chars() {
-                    if c == '?' {
-                        n += 1;
+                for (n, segment) in self.text.split('?').enumerate() {
+                    if n > 0 {
                         out.push('$');
                         out.push_str(&n.to_string());
-                    } else {
-                        out.push(c);
                     }
+                    out.push_str(segment);
                 }
                 out
             }

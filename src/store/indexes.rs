@@ -10,8 +10,10 @@ use super::{search, DbConnection, StoreError};
 use crate::search::sql::{Bind, Sql};
 use crate::search::IndexRows;
 
-/// Rows per INSERT statement: SQLite allows 32,766 bound values per statement.
-const ROWS_PER_INSERT: usize = 500;
+/// The most rows one INSERT statement carries (SQLite allows 32,766 bound values per statement).
+/// A batch is split into statements of powers of two rows up to this (23 rows: 16 + 4 + 2 + 1),
+/// so eight statement texts per table serve every batch and stay prepared on each connection.
+const ROWS_PER_INSERT: usize = 128;
 
 /// Removes a resource's index rows (on delete, and before writing a new version's).
 pub fn clear(conn: &mut DbConnection, pk: i64) -> QueryResult<()> {
@@ -34,15 +36,34 @@ fn optional(value: Option<&str>) -> Option<Bind> {
     value.map(text)
 }
 
-/// Inserts `rows` (each a list of values; `None` is NULL) into `table (columns)`, as multi-row
-/// INSERTs.
+/// Inserts `rows` (each a list of values; `None` is a NULL text) into `table (columns)`, as
+/// multi-row INSERTs.
 pub(crate) fn insert(
     conn: &mut DbConnection,
     table: &str,
     columns: &str,
     rows: Vec<Vec<Option<Bind>>>,
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    insert_then(conn, table, columns, rows, "")
+}
+
+/// [`insert`], each statement ending with `clause` (` ON CONFLICT ... DO NOTHING`, say).
+pub(crate) fn insert_then(
+    conn: &mut DbConnection,
+    table: &str,
+    columns: &str,
+    rows: Vec<Vec<Option<Bind>>>,
+    clause: &str,
+) -> Result<(), StoreError> {
+    let mut rest = rows.as_slice();
+    while !rest.is_empty() {
+        let size = if rest.len() >= ROWS_PER_INSERT {
+            ROWS_PER_INSERT
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
         let mut sql = Sql::new(&format!("INSERT INTO {table} ({columns}) VALUES "));
         for (i, row) in chunk.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" });
@@ -50,17 +71,11 @@ pub(crate) fn insert(
                 if j > 0 {
                     sql.push(", ");
                 }
-                match value {
-                    Some(bind) => {
-                        sql.bind(bind.clone());
-                    }
-                    None => {
-                        sql.push("NULL");
-                    }
-                }
+                sql.bind(value.clone().unwrap_or(Bind::NullText));
             }
             sql.push(")");
         }
+        sql.push(clause);
         search::execute(conn, &sql)?;
     }
     Ok(())

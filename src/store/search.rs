@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Nullable, Text};
 
 use super::{DbConnection, StoreError};
-use crate::search::sql::{Bind, Dialect, Sql};
+use crate::search::sql::{Bind, Sql};
 
 type Backend = <DbConnection as Connection>::Backend;
 
@@ -39,27 +39,82 @@ struct Count {
     n: i64,
 }
 
-pub(crate) fn dialect(conn: &DbConnection) -> Dialect {
-    match conn {
-        DbConnection::Sqlite(_) => Dialect::Sqlite,
-        DbConnection::Pg(_) => Dialect::Postgres,
+/// Distinct statement texts whose prepared statements connections keep, at most. Prepared
+/// statements are reused per connection (SQLite parses and plans a search's SELECT in tens of
+/// microseconds, more than running it; PostgreSQL saves a round trip), but diesel keeps every
+/// statement it is allowed to cache for the connection's lifetime, and the texts searches make
+/// vary with the parameters a client combines. So the first texts seen are admitted to the cache
+/// and the rest are prepared each time they run: memory stays bounded whatever clients send.
+const CACHED_TEXTS: usize = 1_024;
+
+static ADMITTED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Whether connections may keep the prepared statement of this text.
+fn admitted(text: &str) -> bool {
+    let Ok(mut admitted) = ADMITTED.lock() else {
+        return false;
+    };
+    if admitted.contains(text) {
+        return true;
+    }
+    if admitted.len() >= CACHED_TEXTS {
+        return false;
+    }
+    admitted.insert(text.to_owned())
+}
+
+/// A statement built by [`Sql`], run with its binds; reusable as a prepared statement when its
+/// text was admitted.
+pub(crate) struct Statement<'a> {
+    sql: &'a Sql,
+    cache: bool,
+}
+
+impl diesel::query_builder::QueryId for Statement<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::Query for Statement<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<Backend> for Statement<'_> {
+    /// The text between `?` placeholders, each placeholder written by the backend (`?` or `$n`)
+    /// with its value.
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, Backend>,
+    ) -> QueryResult<()> {
+        if !self.cache {
+            out.unsafe_to_cache_prepared();
+        }
+        let mut segments = self.sql.as_str().split('?');
+        if let Some(first) = segments.next() {
+            out.push_sql(first);
+        }
+        for (segment, bind) in segments.zip(&self.sql.binds) {
+            match bind {
+                Bind::Text(v) => out.push_bind_param::<Text, String>(v)?,
+                Bind::Int(v) => out.push_bind_param::<BigInt, i64>(v)?,
+                Bind::Float(v) => out.push_bind_param::<Double, f64>(v)?,
+                Bind::Bool(v) => out.push_bind_param::<diesel::sql_types::Bool, bool>(v)?,
+                Bind::NullText => out.push_bind_param::<Nullable<Text>, Option<String>>(&None)?,
+            }
+            out.push_sql(segment);
+        }
+        Ok(())
     }
 }
 
-pub(crate) fn prepared<'a>(
-    conn: &DbConnection,
-    sql: &'a Sql,
-) -> diesel::query_builder::BoxedSqlQuery<'a, Backend, diesel::query_builder::SqlQuery> {
-    let mut query = diesel::sql_query(sql.render(dialect(conn))).into_boxed::<Backend>();
-    for bind in &sql.binds {
-        query = match bind {
-            Bind::Text(v) => query.bind::<Text, _>(v.clone()),
-            Bind::Int(v) => query.bind::<BigInt, _>(*v),
-            Bind::Float(v) => query.bind::<Double, _>(*v),
-            Bind::Bool(v) => query.bind::<diesel::sql_types::Bool, _>(*v),
-        };
+impl RunQueryDsl<DbConnection> for Statement<'_> {}
+
+pub(crate) fn prepared<'a>(_conn: &DbConnection, sql: &'a Sql) -> Statement<'a> {
+    Statement {
+        sql,
+        cache: admitted(sql.as_str()),
     }
-    query
 }
 
 pub fn hits(conn: &mut DbConnection, sql: &Sql) -> Result<Vec<Hit>, StoreError> {
