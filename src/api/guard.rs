@@ -16,20 +16,34 @@ use crate::error::ApiError;
 use crate::fhir::ResourceType;
 use crate::store::{access, DbConnection};
 
-/// Whose record a stored resource is part of.
+/// Whose record a stored resource is part of. Runs for every resource read or found, so a Patient,
+/// Encounter or ServiceRequest is not parsed whole: only `id` and `subject` are read and every
+/// other element is skipped.
 pub fn owner(rtype: ResourceType, content: &str) -> Option<String> {
-    if !matches!(
-        rtype,
-        ResourceType::Patient
-            | ResourceType::Encounter
-            | ResourceType::ServiceRequest
-            | ResourceType::Provenance
-    ) {
-        return None;
+    #[derive(serde::Deserialize)]
+    struct Fields<'a> {
+        #[serde(borrow, default)]
+        id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default)]
+        subject: Option<Value>,
     }
-    serde_json::from_str::<Value>(content)
-        .ok()
-        .and_then(|v| patient_of(rtype, &v))
+    match rtype {
+        ResourceType::Patient | ResourceType::Encounter | ResourceType::ServiceRequest => {
+            let fields: Fields = serde_json::from_str(content).ok()?;
+            let mut resource = serde_json::Map::new();
+            if let Some(id) = fields.id {
+                resource.insert("id".into(), Value::String(id.into_owned()));
+            }
+            if let Some(subject) = fields.subject {
+                resource.insert("subject".into(), subject);
+            }
+            patient_of(rtype, &Value::Object(resource))
+        }
+        ResourceType::Provenance => serde_json::from_str::<Value>(content)
+            .ok()
+            .and_then(|v| patient_of(rtype, &v)),
+        _ => None,
+    }
 }
 
 /// Decides whether `caller` may see a resource belonging to `patient` (inside the database
@@ -180,6 +194,68 @@ where
         Err(error) => {
             audit_reads(ctx, vec![failed_access(interaction, entity, &error)]).await?;
             Err(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_reads_only_what_names_the_patient() {
+        let cases = [
+            (
+                ResourceType::Patient,
+                r#"{"resourceType":"Patient","id":"p1","name":[{"family":"Smith"}]}"#,
+                Some("p1"),
+            ),
+            (
+                ResourceType::Encounter,
+                r#"{"resourceType":"Encounter","id":"e1","status":"finished","subject":{"reference":"Patient/p2"},"class":{"code":"AMB"}}"#,
+                Some("p2"),
+            ),
+            (
+                ResourceType::ServiceRequest,
+                r#"{"resourceType":"ServiceRequest","id":"s1","subject":{"reference":"Patient/p3/_history/4"}}"#,
+                Some("p3"),
+            ),
+            (
+                ResourceType::Encounter,
+                r#"{"resourceType":"Encounter","id":"e2","subject":{"reference":"Group/g1"}}"#,
+                None,
+            ),
+            (
+                ResourceType::Encounter,
+                r#"{"resourceType":"Encounter","id":"e3","status":"planned"}"#,
+                None,
+            ),
+            (
+                ResourceType::Provenance,
+                r#"{"resourceType":"Provenance","target":[{"reference":"Patient/p4"}]}"#,
+                Some("p4"),
+            ),
+            (
+                ResourceType::Organization,
+                r#"{"resourceType":"Organization","id":"o1"}"#,
+                None,
+            ),
+        ];
+        for (rtype, content, expected) in cases {
+            assert_eq!(owner(rtype, content).as_deref(), expected, "{content}");
+            let parsed: Value = serde_json::from_str(content).unwrap();
+            let whole = if matches!(
+                rtype,
+                ResourceType::Patient
+                    | ResourceType::Encounter
+                    | ResourceType::ServiceRequest
+                    | ResourceType::Provenance
+            ) {
+                patient_of(rtype, &parsed)
+            } else {
+                None
+            };
+            assert_eq!(owner(rtype, content), whole, "{content}");
         }
     }
 }
