@@ -5,6 +5,16 @@
 //! [`AuditLog`], a bounded queue drained by one writer that commits many at once (group commit);
 //! the read waits for its commit, and when the audit cannot be written — the queue is full or the
 //! database fails — the read fails closed (503) rather than answer unaudited.
+//!
+//! On PostgreSQL the writer commits into `audit_events`. On SQLite it commits into the audit
+//! inbox, a database file of its own ([`Database::audit_inbox`]): a commit there appends to one
+//! unindexed table, neither waits for the main database's single writer nor makes the main
+//! database's readers drop their page caches (SQLite empties a reader's cache whenever another
+//! connection has committed), and costs a fraction of an indexed insert. A mover thread takes
+//! the inbox's rows into `audit_events` in bulk — when a thousand are waiting, at least twice a
+//! second, and before any AuditEvent is searched ([`AuditLog::flush`]) — so the trail searched
+//! is always complete. A row is deleted from the inbox only after its move has committed, and the
+//! move skips rows already moved, so a crash between the two loses and doubles nothing.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
@@ -13,12 +23,24 @@ use serde_json::{json, Value};
 
 use crate::fhir::instant::Millis;
 use crate::search::sql::{Bind, Sql};
-use crate::store::{indexes, write_transaction, Database, DbConnection, StoreError};
+use crate::store::{
+    audit_inbox_transaction, indexes, write_transaction, Database, DbConnection, StoreError,
+};
 
 /// AuditEvents waiting for the writer at most; past this, reads fail closed.
 const QUEUE: usize = 4096;
 /// Requests committed together at most.
 const GROUP: usize = 512;
+/// Inbox rows moved into `audit_events` by one transaction at most (it holds the main database's
+/// writer for a few milliseconds).
+const MOVE_BATCH: usize = 1_000;
+/// Inbox rows committed since the last move that wake the mover.
+const MOVE_AT: usize = 1_000;
+/// How often the mover looks at the inbox when nothing wakes it.
+const MOVE_EVERY: Duration = Duration::from_millis(500);
+
+const COLUMNS: &str =
+    "system_id, id, recorded, action, outcome, agent, patient_id, entity, break_glass, detail";
 
 /// Who acted.
 #[derive(Debug, Clone, Default)]
@@ -49,36 +71,147 @@ pub struct Access {
     pub patient: Option<String>,
 }
 
-/// A row of `audit_events`, ready to insert.
+/// A row of `audit_events`, ready to insert: the facts of one access. The AuditEvent resource is
+/// rendered from them when it is read ([`render`]); the trail grows with every read of patient
+/// data, so it stores what happened, not the JSON that describes it.
 #[derive(Debug, Clone)]
 pub struct Row {
     id: String,
     recorded: i64,
-    action: String,
-    outcome: String,
+    action: &'static str,
+    outcome: &'static str,
     agent: String,
     patient: Option<String>,
     entity: Option<String>,
     break_glass: bool,
-    content: String,
+    detail: String,
 }
 
-/// The AuditEvent for an access, as a row.
+/// What a row holds besides its columns (`audit_events.detail`, compact JSON).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Detail {
+    #[serde(rename = "i")]
+    interaction: String,
+    #[serde(rename = "r")]
+    role: String,
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    fhir_user: Option<String>,
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    org: Option<String>,
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    purpose_of_use: Option<String>,
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    break_glass: Option<String>,
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    #[serde(rename = "q", default, skip_serializing_if = "String::is_empty")]
+    request_id: String,
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    outcome_description: Option<String>,
+}
+
+/// The row recording an access. Ids are UUIDv7: time-ordered, so the trail's unique index
+/// grows at its end instead of at a random page per insert.
 pub fn row(agent: &Agent, access: &Access) -> Row {
-    let id = uuid::Uuid::new_v4().to_string();
-    let recorded = Millis::now();
-    let content = resource(&id, recorded, agent, access);
+    let detail = Detail {
+        interaction: access.interaction.clone(),
+        role: agent.role.clone(),
+        fhir_user: agent.fhir_user.clone(),
+        org: agent.org.clone(),
+        purpose_of_use: agent.purpose_of_use.clone(),
+        break_glass: agent.break_glass.clone(),
+        address: agent.address.clone(),
+        request_id: agent.request_id.clone(),
+        outcome_description: access.outcome_description.clone(),
+    };
     Row {
-        id,
-        recorded: recorded.0,
-        action: access.action.to_owned(),
-        outcome: access.outcome.to_owned(),
+        id: uuid::Uuid::now_v7().to_string(),
+        recorded: Millis::now().0,
+        action: access.action,
+        outcome: access.outcome,
         agent: agent.sub.clone(),
         patient: access.patient.clone(),
         entity: access.entity.clone(),
         break_glass: agent.break_glass.is_some(),
-        content: content.to_string(),
+        // A struct of strings always serialises.
+        detail: serde_json::to_string(&detail).unwrap_or_default(),
     }
+}
+
+/// An `audit_events` row as read.
+#[derive(Debug, diesel::QueryableByName)]
+pub struct Stored {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    recorded: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    action: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    outcome: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    agent: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    patient_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    entity: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    detail: Option<String>,
+    /// The resource as rendered when it was recorded (rows written before the trail was stored
+    /// as facts).
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    content: Option<String>,
+}
+
+impl Stored {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The AuditEvent resource (JSON text).
+    pub fn render(&self) -> Result<String, StoreError> {
+        if let Some(content) = &self.content {
+            return Ok(content.clone());
+        }
+        let detail: Detail = match &self.detail {
+            Some(text) => serde_json::from_str(text)
+                .map_err(|e| StoreError::Corrupt(format!("audit detail: {e}")))?,
+            None => Detail::default(),
+        };
+        let agent = Agent {
+            sub: self.agent.clone(),
+            role: detail.role,
+            fhir_user: detail.fhir_user,
+            org: detail.org,
+            purpose_of_use: detail.purpose_of_use,
+            break_glass: detail.break_glass,
+            address: detail.address,
+            request_id: detail.request_id,
+        };
+        let access = Access {
+            action: action_code(&self.action),
+            interaction: detail.interaction,
+            outcome: outcome_code(&self.outcome),
+            outcome_description: detail.outcome_description,
+            entity: self.entity.clone(),
+            patient: self.patient_id.clone(),
+        };
+        Ok(resource(&self.id, Millis(self.recorded), &agent, &access).to_string())
+    }
+}
+
+fn action_code(text: &str) -> &'static str {
+    ["C", "R", "U", "D", "E"]
+        .into_iter()
+        .find(|code| *code == text)
+        .unwrap_or("E")
+}
+
+fn outcome_code(text: &str) -> &'static str {
+    ["0", "4", "8", "12"]
+        .into_iter()
+        .find(|code| *code == text)
+        .unwrap_or("8")
 }
 
 /// The AuditEvent resource (R4, UK Core AuditEvent).
@@ -153,31 +286,28 @@ fn resource(id: &str, recorded: Millis, agent: &Agent, access: &Access) -> Value
     event
 }
 
-/// Inserts AuditEvents inside the caller's transaction.
-pub fn insert(conn: &mut DbConnection, system_id: i64, rows: &[Row]) -> Result<(), StoreError> {
-    let values = rows
-        .iter()
+fn values(system_id: i64, rows: &[Row]) -> Vec<Vec<Option<Bind>>> {
+    rows.iter()
         .map(|r| {
             vec![
                 Some(Bind::Int(system_id)),
                 Some(indexes::text(&r.id)),
                 Some(Bind::Int(r.recorded)),
-                Some(indexes::text(&r.action)),
-                Some(indexes::text(&r.outcome)),
+                Some(indexes::text(r.action)),
+                Some(indexes::text(r.outcome)),
                 Some(indexes::text(&r.agent)),
                 r.patient.as_deref().map(indexes::text),
                 r.entity.as_deref().map(indexes::text),
                 Some(Bind::Bool(r.break_glass)),
-                Some(indexes::text(&r.content)),
+                Some(indexes::text(&r.detail)),
             ]
         })
-        .collect();
-    indexes::insert(
-        conn,
-        "audit_events",
-        "system_id, id, recorded, action, outcome, agent, patient_id, entity, break_glass, content",
-        values,
-    )
+        .collect()
+}
+
+/// Inserts AuditEvents inside the caller's transaction.
+pub fn insert(conn: &mut DbConnection, system_id: i64, rows: &[Row]) -> Result<(), StoreError> {
+    indexes::insert(conn, "audit_events", COLUMNS, values(system_id, rows))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,10 +320,20 @@ struct Job {
     done: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
+/// What wakes the mover.
+enum Wake {
+    /// Enough rows are waiting.
+    Rows,
+    /// An AuditEvent search waits until everything recorded so far is in `audit_events`.
+    Flush(tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
 /// The read path's audit writer.
 #[derive(Clone)]
 pub struct AuditLog {
     queue: SyncSender<Job>,
+    /// SQLite: the inbox's mover.
+    mover: Option<SyncSender<Wake>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -202,16 +342,43 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
+fn spawn(name: &str, work: impl FnOnce() + Send + 'static) {
+    if let Err(e) = std::thread::Builder::new().name(name.into()).spawn(work) {
+        log::error!("{name} did not start: {e}");
+    }
+}
+
 impl AuditLog {
-    /// Starts the writer thread on its own connections from `db`.
+    /// Starts the writer (and, on SQLite, the inbox's mover) on connections of their own.
     pub fn start(db: Database) -> Self {
         let (queue, jobs) = sync_channel(QUEUE);
-        std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || writer(db, jobs))
-            .map(|_| ())
-            .unwrap_or_else(|e| log::error!("audit writer did not start: {e}"));
-        Self { queue }
+        let inbox = match db.audit_inbox() {
+            Ok(inbox) => inbox,
+            Err(e) => {
+                // Every audited read will fail closed until the inbox can be opened.
+                log::error!("audit inbox: {e}");
+                None
+            }
+        };
+        let mover = match inbox {
+            Some(inbox) => {
+                let (wake, wakes) = sync_channel(QUEUE);
+                let mover_db = db.clone();
+                spawn("audit-mover", move || mover(mover_db, wakes));
+                let nudge = wake.clone();
+                spawn("audit-writer", move || inbox_writer(db, inbox, jobs, nudge));
+                Some(wake)
+            }
+            None if db.backend() == "sqlite" => {
+                spawn("audit-writer", move || refuse(jobs));
+                None
+            }
+            None => {
+                spawn("audit-writer", move || writer(db, jobs));
+                None
+            }
+        };
+        Self { queue, mover }
     }
 
     /// Records accesses, durably, before returning; fails when they cannot be recorded.
@@ -235,46 +402,235 @@ impl AuditLog {
                 return Err(AuditUnavailable("the audit writer has stopped".into()))
             }
         }
-        match tokio::time::timeout(Duration::from_secs(30), wait).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(reason))) => Err(AuditUnavailable(reason)),
-            _ => Err(AuditUnavailable("the audit writer did not answer".into())),
+        answer(wait).await
+    }
+
+    /// Waits until every access recorded so far can be found in `audit_events` (on SQLite, until
+    /// the inbox has been moved; on PostgreSQL it already is).
+    pub async fn flush(&self) -> Result<(), AuditUnavailable> {
+        let Some(mover) = &self.mover else {
+            return Ok(());
+        };
+        let (done, wait) = tokio::sync::oneshot::channel();
+        mover
+            .try_send(Wake::Flush(done))
+            .map_err(|_| AuditUnavailable("the audit mover is not answering".into()))?;
+        answer(wait).await
+    }
+}
+
+async fn answer(
+    wait: tokio::sync::oneshot::Receiver<Result<(), String>>,
+) -> Result<(), AuditUnavailable> {
+    match tokio::time::timeout(Duration::from_secs(30), wait).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(reason))) => Err(AuditUnavailable(reason)),
+        _ => Err(AuditUnavailable("the audit writer did not answer".into())),
+    }
+}
+
+/// The next group of jobs: the first to arrive and whatever else is waiting.
+fn next_group(jobs: &Receiver<Job>) -> Option<Vec<Job>> {
+    let first = jobs.recv().ok()?;
+    let mut batch = vec![first];
+    while batch.len() < GROUP {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// Inserts a group's rows, one multi-row insert per local system, into `table`.
+fn insert_group(conn: &mut DbConnection, table: &str, batch: &[Job]) -> Result<(), StoreError> {
+    let mut systems: Vec<i64> = batch.iter().map(|job| job.system_id).collect();
+    systems.sort_unstable();
+    systems.dedup();
+    for system_id in systems {
+        let rows: Vec<Row> = batch
+            .iter()
+            .filter(|job| job.system_id == system_id)
+            .flat_map(|job| job.rows.iter().cloned())
+            .collect();
+        indexes::insert(conn, table, COLUMNS, values(system_id, &rows))?;
+    }
+    Ok(())
+}
+
+fn reply(batch: Vec<Job>, result: &Result<(), String>) {
+    if let Err(e) = result {
+        log::error!("audit write failed: {e}");
+    }
+    for job in batch {
+        let _ = job.done.send(result.clone());
+    }
+}
+
+/// PostgreSQL: group commits into `audit_events`.
+fn writer(db: Database, jobs: Receiver<Job>) {
+    while let Some(batch) = next_group(&jobs) {
+        let result = db.conn().map_err(|e| e.to_string()).and_then(|mut conn| {
+            write_transaction(&mut conn, |conn| insert_group(conn, "audit_events", &batch))
+                .map_err(|e| e.to_string())
+        });
+        reply(batch, &result);
+    }
+}
+
+/// SQLite without an inbox (it could not be opened): every audited read fails closed.
+fn refuse(jobs: Receiver<Job>) {
+    while let Some(batch) = next_group(&jobs) {
+        reply(batch, &Err("the audit inbox cannot be opened".into()));
+    }
+}
+
+/// SQLite: group commits into the inbox, waking the mover as rows accumulate.
+fn inbox_writer(db: Database, inbox: DbConnection, jobs: Receiver<Job>, mover: SyncSender<Wake>) {
+    let mut inbox = Some(inbox);
+    let mut since_move = 0;
+    while let Some(batch) = next_group(&jobs) {
+        if inbox.is_none() {
+            inbox = db.audit_inbox().ok().flatten();
+        }
+        let result = match inbox.as_mut() {
+            Some(conn) => {
+                audit_inbox_transaction(conn, |conn| insert_group(conn, "audit_inbox", &batch))
+                    .map_err(|e| e.to_string())
+            }
+            None => Err("the audit inbox cannot be opened".into()),
+        };
+        if result.is_err() {
+            // A connection that failed is opened afresh for the next group.
+            inbox = None;
+        } else {
+            since_move += batch.iter().map(|job| job.rows.len()).sum::<usize>();
+            if since_move >= MOVE_AT {
+                since_move = 0;
+                let _ = mover.try_send(Wake::Rows);
+            }
+        }
+        reply(batch, &result);
+    }
+}
+
+/// An inbox row, as moved.
+#[derive(diesel::QueryableByName)]
+struct InboxRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    system_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    recorded: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    action: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    outcome: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    agent: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    patient_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    entity: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    break_glass: bool,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    detail: String,
+}
+
+/// SQLite: moves the inbox into `audit_events` when woken or every [`MOVE_EVERY`], and at once
+/// (answering when done) for a flush.
+fn mover(db: Database, wakes: Receiver<Wake>) {
+    let mut inbox: Option<DbConnection> = None;
+    let mut stopping = false;
+    while !stopping {
+        let mut flushes = Vec::new();
+        match wakes.recv_timeout(MOVE_EVERY) {
+            Ok(Wake::Flush(done)) => flushes.push(done),
+            Ok(Wake::Rows) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            // The server is stopping: what is left is moved once more.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => stopping = true,
+        }
+        while let Ok(wake) = wakes.try_recv() {
+            if let Wake::Flush(done) = wake {
+                flushes.push(done);
+            }
+        }
+        if inbox.is_none() {
+            inbox = db.audit_inbox().ok().flatten();
+        }
+        let result = match inbox.as_mut() {
+            Some(conn) => move_all(&db, conn).map_err(|e| e.to_string()),
+            None => Err("the audit inbox cannot be opened".into()),
+        };
+        if let Err(e) = &result {
+            log::error!("moving the audit inbox failed: {e}");
+            inbox = None;
+        }
+        for done in flushes {
+            let _ = done.send(result.clone());
         }
     }
 }
 
-fn writer(db: Database, jobs: Receiver<Job>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < GROUP {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let result = db.conn().map_err(|e| e.to_string()).and_then(|mut conn| {
-            write_transaction(&mut conn, |conn| {
-                for job in &batch {
-                    insert(conn, job.system_id, &job.rows)?;
-                }
-                Ok::<_, StoreError>(())
+/// Moves every row in the inbox, [`MOVE_BATCH`] to a transaction.
+fn move_all(db: &Database, inbox: &mut DbConnection) -> Result<(), StoreError> {
+    use diesel::RunQueryDsl;
+    loop {
+        let rows: Vec<InboxRow> = diesel::sql_query(format!(
+            "SELECT seq, {COLUMNS} FROM audit_inbox ORDER BY seq LIMIT {MOVE_BATCH}"
+        ))
+        .load(inbox)?;
+        let Some(last) = rows.last().map(|r| r.seq) else {
+            return Ok(());
+        };
+        let moved = rows.len();
+        let values = rows
+            .into_iter()
+            .map(|r| {
+                vec![
+                    Some(Bind::Int(r.system_id)),
+                    Some(Bind::Text(r.id)),
+                    Some(Bind::Int(r.recorded)),
+                    Some(Bind::Text(r.action)),
+                    Some(Bind::Text(r.outcome)),
+                    Some(Bind::Text(r.agent)),
+                    r.patient_id.map(Bind::Text),
+                    r.entity.map(Bind::Text),
+                    Some(Bind::Bool(r.break_glass)),
+                    Some(Bind::Text(r.detail)),
+                ]
             })
-            .map_err(|e| e.to_string())
-        });
-        if let Err(e) = &result {
-            log::error!("audit write failed: {e}");
-        }
-        for job in batch {
-            let _ = job.done.send(result.clone());
+            .collect();
+        let mut conn = db.conn()?;
+        write_transaction(&mut conn, |conn| {
+            indexes::insert_then(
+                conn,
+                "audit_events",
+                COLUMNS,
+                values,
+                " ON CONFLICT (system_id, id) DO NOTHING",
+            )
+        })?;
+        audit_inbox_transaction(inbox, |conn| {
+            diesel::sql_query(format!("DELETE FROM audit_inbox WHERE seq <= {last}"))
+                .execute(conn)
+                .map(|_| ())
+        })?;
+        if moved < MOVE_BATCH {
+            return Ok(());
         }
     }
 }
 
 /// Finds AuditEvents (`AuditEvent?patient=&agent=&action=&entity=&date=`), newest first.
-pub fn search_sql(system_id: i64, filters: &[(String, String)], limit: usize) -> Sql {
+fn search_sql(system_id: i64, filters: &[(String, String)], limit: usize) -> Sql {
     let mut sql = Sql::new(
-        "SELECT seq AS pk, 'AuditEvent' AS resource_type, id, content, CAST(NULL AS TEXT) AS k0, \
-         CAST(NULL AS TEXT) AS k1, CAST(NULL AS TEXT) AS k2 FROM audit_events WHERE system_id = ",
+        "SELECT id, recorded, action, outcome, agent, patient_id, entity, detail, content \
+         FROM audit_events WHERE system_id = ",
     );
     sql.bind(Bind::Int(system_id));
     for (column, value) in filters {
@@ -295,6 +651,18 @@ pub fn search_sql(system_id: i64, filters: &[(String, String)], limit: usize) ->
         }
     }
     sql.push(" ORDER BY recorded DESC, seq DESC LIMIT ");
-    sql.bind(Bind::Int(i64::try_from(limit).unwrap_or(100)));
+    sql.push(&limit.to_string());
     sql
+}
+
+/// AuditEvents matching `filters` (see [`search_sql`]), newest first.
+pub fn search(
+    conn: &mut DbConnection,
+    system_id: i64,
+    filters: &[(String, String)],
+    limit: usize,
+) -> Result<Vec<Stored>, StoreError> {
+    use diesel::RunQueryDsl;
+    let sql = search_sql(system_id, filters, limit);
+    Ok(crate::store::search::prepared(conn, &sql).load(conn)?)
 }

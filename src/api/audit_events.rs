@@ -17,7 +17,6 @@ use crate::error::ApiError;
 use crate::fhir::bundle::{SearchMode, SearchsetBuilder};
 use crate::fhir::instant::Millis;
 use crate::search::query::{DEFAULT_COUNT, MAX_COUNT};
-use crate::store::search as store_search;
 
 fn allowed(ctx: &FhirRequest) -> Result<Option<String>, ApiError> {
     let Some(caller) = &ctx.caller else {
@@ -36,6 +35,10 @@ fn allowed(ctx: &FhirRequest) -> Result<Option<String>, ApiError> {
     )
     .map_err(|d| ApiError::Forbidden(d.to_string()))?;
     Ok(None)
+}
+
+fn unavailable(error: audit::AuditUnavailable) -> ApiError {
+    ApiError::Unavailable(error.to_string())
 }
 
 pub async fn search(ctx: FhirRequest) -> Result<HttpResponse, ApiError> {
@@ -86,30 +89,24 @@ pub async fn search(ctx: FhirRequest) -> Result<HttpResponse, ApiError> {
         filters.retain(|(c, _)| c != "patient_id");
         filters.push(("patient_id".into(), own));
     }
+    ctx.state.audit.flush().await.map_err(unavailable)?;
     let system_id = ctx.system_id;
-    let hits = ctx
+    let events = ctx
         .state
         .db
-        .run(move |conn| {
-            Ok::<_, ApiError>(store_search::hits(
-                conn,
-                &audit::search_sql(system_id, &filters, count),
-            )?)
-        })
+        .run(move |conn| Ok::<_, ApiError>(audit::search(conn, system_id, &filters, count)?))
         .await?;
     let mut bundle = SearchsetBuilder::default();
     bundle.link("self", format!("{}/AuditEvent", ctx.base));
-    bundle.total(Some(hits.len() as u64));
-    for hit in hits {
-        if let Some(content) = hit.content {
-            bundle
-                .entry(
-                    Some(format!("{}/AuditEvent/{}", ctx.base, hit.id)),
-                    content,
-                    SearchMode::Match,
-                )
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-        }
+    bundle.total(Some(events.len() as u64));
+    for event in events {
+        bundle
+            .entry(
+                Some(format!("{}/AuditEvent/{}", ctx.base, event.id())),
+                event.render()?,
+                SearchMode::Match,
+            )
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
     }
     Ok(fhir(StatusCode::OK).body(
         bundle
@@ -127,21 +124,16 @@ pub async fn read(
     if let Some(own) = forced_patient {
         filters.push(("patient_id".into(), own));
     }
+    ctx.state.audit.flush().await.map_err(unavailable)?;
     let system_id = ctx.system_id;
-    let hits = ctx
+    let events = ctx
         .state
         .db
-        .run(move |conn| {
-            Ok::<_, ApiError>(store_search::hits(
-                conn,
-                &audit::search_sql(system_id, &filters, 1),
-            )?)
-        })
+        .run(move |conn| Ok::<_, ApiError>(audit::search(conn, system_id, &filters, 1)?))
         .await?;
-    let content = hits
+    let event = events
         .into_iter()
         .next()
-        .and_then(|h| h.content)
         .ok_or_else(|| ApiError::NotFound(format!("AuditEvent/{}", path.1)))?;
-    Ok(fhir(StatusCode::OK).body(content))
+    Ok(fhir(StatusCode::OK).body(event.render()?))
 }

@@ -24,6 +24,8 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_AUDIT_INBOX_MIGRATIONS: EmbeddedMigrations =
+    embed_migrations!("migrations/sqlite-audit-inbox");
 
 /// How long a SQLite connection waits for a competing writer before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
@@ -135,6 +137,21 @@ pub type PooledConn = PooledConnection<ConnectionManager>;
 pub struct Database {
     pool: DbPool,
     backend: &'static str,
+    /// SQLite only: the read audit inbox beside the database file (see [`Database::audit_inbox`]).
+    audit_inbox: Option<PathBuf>,
+}
+
+/// The read audit inbox of a SQLite database file: `carerecord.db` → `carerecord-audit-inbox.db`.
+pub fn audit_inbox_path(database: &std::path::Path) -> PathBuf {
+    let stem = database
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let extension = database
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "db".into());
+    database.with_file_name(format!("{stem}-audit-inbox.{extension}"))
 }
 
 impl Database {
@@ -149,12 +166,23 @@ impl Database {
             }
         }
         let backend = url.backend_name();
+        let audit_inbox = match &url {
+            DatabaseUrl::Sqlite(path) => Some(audit_inbox_path(path)),
+            DatabaseUrl::Postgres(_) => None,
+        };
         let pool = Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(1))
+            // r2d2 would run `SELECT 1` on every checkout (a round trip to PostgreSQL per request);
+            // a connection that broke is found by `has_broken` when it is returned instead.
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(15))
             .build(ConnectionManager { url })?;
-        let db = Self { pool, backend };
+        let db = Self {
+            pool,
+            backend,
+            audit_inbox,
+        };
         db.migrate()?;
         Ok(db)
     }
@@ -182,7 +210,30 @@ impl Database {
         };
         conn.run_pending_migrations(migrations)
             .map(|_| ())
-            .map_err(|e| StoreError::Migration(e.to_string()))
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        if let Some(mut inbox) = self.audit_inbox()? {
+            inbox
+                .run_pending_migrations(SQLITE_AUDIT_INBOX_MIGRATIONS)
+                .map_err(|e| StoreError::Migration(format!("audit inbox: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// SQLite: a new connection to the read audit inbox, a database file of its own beside the
+    /// main one. Reads of patient data are audited there, many to a small commit, and the audit
+    /// writer moves them in bulk into `audit_events`. PostgreSQL has none (`None`): commits there
+    /// do not hold up other writers or empty readers' caches, and read audits go straight to
+    /// `audit_events`.
+    pub fn audit_inbox(&self) -> Result<Option<DbConnection>, StoreError> {
+        let Some(path) = &self.audit_inbox else {
+            return Ok(None);
+        };
+        let manager = ConnectionManager {
+            url: DatabaseUrl::Sqlite(path.clone()),
+        };
+        Ok(Some(manager.connect().map_err(|e| {
+            StoreError::Config(format!("audit inbox {}: {e}", path.display()))
+        })?))
     }
 
     /// Runs `work` with a pooled connection on the blocking thread pool.
@@ -218,6 +269,8 @@ impl Database {
 /// four concurrent ingest clients, 38% of both cores sat idle while transactions waited. One lock
 /// for every SQLite database of the process (normally one; several only in tests).
 static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The same for the writers of audit inboxes (the audit writer and the mover of each).
+static SQLITE_AUDIT_INBOX_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Runs `work` in a write transaction. On SQLite the transaction starts with `BEGIN IMMEDIATE`, so a
 /// transaction that reads before it writes takes the write lock up front and waits (busy timeout)
@@ -227,10 +280,31 @@ where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
+    transaction_queued_on(&SQLITE_WRITER, conn, work)
+}
+
+/// [`write_transaction`] on a connection to an audit inbox ([`Database::audit_inbox`]).
+pub fn audit_inbox_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    transaction_queued_on(&SQLITE_AUDIT_INBOX_WRITER, conn, work)
+}
+
+fn transaction_queued_on<T, E, F>(
+    writers: &std::sync::Mutex<()>,
+    conn: &mut DbConnection,
+    work: F,
+) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
     // Held until the transaction ends (the guard drops last).
     let _writer = match conn {
         DbConnection::Sqlite(_) => Some(
-            SQLITE_WRITER
+            writers
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         ),
