@@ -24,7 +24,8 @@ use serde_json::{json, Value};
 use crate::fhir::instant::Millis;
 use crate::search::sql::{Bind, Sql};
 use crate::store::{
-    audit_inbox_transaction, indexes, write_transaction, Database, DbConnection, StoreError,
+    as_audit_inbox_writer, audit_inbox_transaction, checkpoint_attached_inbox, indexes,
+    write_transaction, write_transaction_deferred, Database, DbConnection, StoreError,
 };
 
 /// AuditEvents waiting for the writer at most; past this, reads fail closed.
@@ -33,11 +34,11 @@ const QUEUE: usize = 4096;
 const GROUP: usize = 512;
 /// Inbox rows moved into `audit_events` by one transaction at most (it holds the main database's
 /// writer for a few milliseconds).
-const MOVE_BATCH: usize = 1_000;
+const MOVE_BATCH: usize = 4_000;
 /// Inbox rows committed since the last move that wake the mover.
-const MOVE_AT: usize = 1_000;
+const MOVE_AT: usize = 4_000;
 /// How often the mover looks at the inbox when nothing wakes it.
-const MOVE_EVERY: Duration = Duration::from_millis(500);
+const MOVE_EVERY: Duration = Duration::from_millis(1_000);
 
 const COLUMNS: &str =
     "system_id, id, recorded, action, outcome, agent, patient_id, entity, break_glass, detail";
@@ -514,33 +515,6 @@ fn inbox_writer(db: Database, inbox: DbConnection, jobs: Receiver<Job>, mover: S
     }
 }
 
-/// An inbox row, as moved.
-#[derive(diesel::QueryableByName)]
-struct InboxRow {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    seq: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    system_id: i64,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    id: String,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    recorded: i64,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    action: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    outcome: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    agent: String,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    patient_id: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    entity: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    break_glass: bool,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    detail: String,
-}
-
 /// SQLite: moves the inbox into `audit_events` when woken or every [`MOVE_EVERY`], and at once
 /// (answering when done) for a flush.
 fn mover(db: Database, wakes: Receiver<Wake>) {
@@ -560,10 +534,10 @@ fn mover(db: Database, wakes: Receiver<Wake>) {
             }
         }
         if inbox.is_none() {
-            inbox = db.audit_inbox().ok().flatten();
+            inbox = db.audit_inbox_attached().ok().flatten();
         }
         let result = match inbox.as_mut() {
-            Some(conn) => move_all(&db, conn).map_err(|e| e.to_string()),
+            Some(conn) => move_all(conn).map_err(|e| e.to_string()),
             None => Err("the audit inbox cannot be opened".into()),
         };
         if let Err(e) = &result {
@@ -576,54 +550,47 @@ fn mover(db: Database, wakes: Receiver<Wake>) {
     }
 }
 
-/// Moves every row in the inbox, [`MOVE_BATCH`] to a transaction.
-fn move_all(db: &Database, inbox: &mut DbConnection) -> Result<(), StoreError> {
+#[derive(diesel::QueryableByName)]
+struct Last {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    seq: Option<i64>,
+}
+
+/// Moves every row in the inbox, [`MOVE_BATCH`] to a transaction, with SQL alone (the inbox is
+/// attached to `conn`): first copied into `audit_events`, skipping rows a move interrupted by a
+/// crash had already copied, then deleted from the inbox; then the inbox is checkpointed.
+fn move_all(conn: &mut DbConnection) -> Result<(), StoreError> {
     use diesel::RunQueryDsl;
     loop {
-        let rows: Vec<InboxRow> = diesel::sql_query(format!(
-            "SELECT seq, {COLUMNS} FROM audit_inbox ORDER BY seq LIMIT {MOVE_BATCH}"
+        let last = diesel::sql_query(format!(
+            "SELECT MAX(seq) AS seq FROM \
+             (SELECT seq FROM inbox.audit_inbox ORDER BY seq LIMIT {MOVE_BATCH})"
         ))
-        .load(inbox)?;
-        let Some(last) = rows.last().map(|r| r.seq) else {
-            return Ok(());
+        .get_result::<Last>(conn)?
+        .seq;
+        let Some(last) = last else {
+            break;
         };
-        let moved = rows.len();
-        let values = rows
-            .into_iter()
-            .map(|r| {
-                vec![
-                    Some(Bind::Int(r.system_id)),
-                    Some(Bind::Text(r.id)),
-                    Some(Bind::Int(r.recorded)),
-                    Some(Bind::Text(r.action)),
-                    Some(Bind::Text(r.outcome)),
-                    Some(Bind::Text(r.agent)),
-                    r.patient_id.map(Bind::Text),
-                    r.entity.map(Bind::Text),
-                    Some(Bind::Bool(r.break_glass)),
-                    Some(Bind::Text(r.detail)),
-                ]
-            })
-            .collect();
-        let mut conn = db.conn()?;
-        write_transaction(&mut conn, |conn| {
-            indexes::insert_then(
-                conn,
-                "audit_events",
-                COLUMNS,
-                values,
-                " ON CONFLICT (system_id, id) DO NOTHING",
-            )
-        })?;
-        audit_inbox_transaction(inbox, |conn| {
-            diesel::sql_query(format!("DELETE FROM audit_inbox WHERE seq <= {last}"))
+        // A deferred transaction: BEGIN IMMEDIATE would take the inbox's write lock too and hold
+        // up the audit writer while the rows are copied.
+        let copied = write_transaction_deferred(conn, |conn| {
+            diesel::sql_query(format!(
+                "INSERT INTO main.audit_events ({COLUMNS}) SELECT {COLUMNS} FROM inbox.audit_inbox \
+                 WHERE seq <= {last} ORDER BY seq ON CONFLICT (system_id, id) DO NOTHING"
+            ))
+            .execute(conn)
+        });
+        copied?;
+        let deleted = as_audit_inbox_writer(|| {
+            diesel::sql_query(format!("DELETE FROM inbox.audit_inbox WHERE seq <= {last}"))
                 .execute(conn)
-                .map(|_| ())
         })?;
-        if moved < MOVE_BATCH {
-            return Ok(());
+        if deleted < MOVE_BATCH {
+            break;
         }
     }
+    checkpoint_attached_inbox(conn)?;
+    Ok(())
 }
 
 /// Finds AuditEvents (`AuditEvent?patient=&agent=&action=&entity=&date=`), newest first.

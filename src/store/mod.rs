@@ -10,6 +10,7 @@ pub mod indexes;
 pub mod resources;
 pub mod schema;
 pub mod search;
+mod sqlite;
 pub mod systems;
 
 use std::path::PathBuf;
@@ -26,9 +27,6 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_AUDIT_INBOX_MIGRATIONS: EmbeddedMigrations =
     embed_migrations!("migrations/sqlite-audit-inbox");
-
-/// How long a SQLite connection waits for a competing writer before giving up.
-const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
 /// One connection type over both backends; queries are written once against it.
 #[derive(diesel::MultiConnection)]
@@ -99,19 +97,9 @@ impl ManageConnection for ConnectionManager {
 
     fn connect(&self) -> Result<DbConnection, Self::Error> {
         match &self.url {
-            DatabaseUrl::Sqlite(path) => {
-                let path = path.to_string_lossy();
-                let mut conn = SqliteConnection::establish(&path)
-                    .map_err(diesel::r2d2::Error::ConnectionError)?;
-                // WAL lets readers run beside the single writer; NORMAL sync is crash-safe in WAL
-                // mode (a power cut can lose the last commits, never corrupt the file).
-                conn.batch_execute(&format!(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
-                ))
-                .map_err(diesel::r2d2::Error::QueryError)?;
-                Ok(DbConnection::Sqlite(conn))
-            }
+            DatabaseUrl::Sqlite(path) => sqlite::connect(path)
+                .map(DbConnection::Sqlite)
+                .map_err(diesel::r2d2::Error::ConnectionError),
             DatabaseUrl::Postgres(url) => PgConnection::establish(url)
                 .map(DbConnection::Pg)
                 .map_err(diesel::r2d2::Error::ConnectionError),
@@ -137,8 +125,11 @@ pub type PooledConn = PooledConnection<ConnectionManager>;
 pub struct Database {
     pool: DbPool,
     backend: &'static str,
+    url: DatabaseUrl,
     /// SQLite only: the read audit inbox beside the database file (see [`Database::audit_inbox`]).
     audit_inbox: Option<PathBuf>,
+    /// SQLite: the checkpointer runs while a clone of this lives.
+    _alive: std::sync::Arc<()>,
 }
 
 /// The read audit inbox of a SQLite database file: `carerecord.db` → `carerecord-audit-inbox.db`.
@@ -177,11 +168,18 @@ impl Database {
             // a connection that broke is found by `has_broken` when it is returned instead.
             .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(15))
-            .build(ConnectionManager { url })?;
+            .build(ConnectionManager { url: url.clone() })?;
+        let alive = std::sync::Arc::new(());
+        if let DatabaseUrl::Sqlite(path) = &url {
+            sqlite::forget_writer(path);
+            sqlite::start_checkpointer(path.clone(), std::sync::Arc::downgrade(&alive));
+        }
         let db = Self {
             pool,
             backend,
+            url,
             audit_inbox,
+            _alive: alive,
         };
         db.migrate()?;
         Ok(db)
@@ -223,17 +221,36 @@ impl Database {
     /// main one. Reads of patient data are audited there, many to a small commit, and the audit
     /// writer moves them in bulk into `audit_events`. PostgreSQL has none (`None`): commits there
     /// do not hold up other writers or empty readers' caches, and read audits go straight to
-    /// `audit_events`.
+    /// `audit_events`. The inbox is checkpointed by its mover, not at the writer's commits.
     pub fn audit_inbox(&self) -> Result<Option<DbConnection>, StoreError> {
         let Some(path) = &self.audit_inbox else {
             return Ok(None);
         };
-        let manager = ConnectionManager {
+        let conn = ConnectionManager {
             url: DatabaseUrl::Sqlite(path.clone()),
+        }
+        .connect()
+        .map_err(|e| StoreError::Config(format!("audit inbox {}: {e}", path.display())))?;
+        Ok(Some(conn))
+    }
+
+    /// SQLite: a new connection to the main database with the audit inbox attached as `inbox`,
+    /// for moving its rows with SQL alone.
+    pub fn audit_inbox_attached(&self) -> Result<Option<DbConnection>, StoreError> {
+        let Some(path) = &self.audit_inbox else {
+            return Ok(None);
         };
-        Ok(Some(manager.connect().map_err(|e| {
-            StoreError::Config(format!("audit inbox {}: {e}", path.display()))
-        })?))
+        let DatabaseUrl::Sqlite(main) = &self.url else {
+            return Ok(None);
+        };
+        let mut conn = ConnectionManager {
+            url: DatabaseUrl::Sqlite(main.clone()),
+        }
+        .connect()
+        .map_err(|e| StoreError::Config(format!("audit inbox {}: {e}", path.display())))?;
+        let quoted = path.to_string_lossy().replace('\'', "''");
+        conn.batch_execute(&format!("ATTACH DATABASE '{quoted}' AS inbox"))?;
+        Ok(Some(conn))
     }
 
     /// Runs `work` with a pooled connection on the blocking thread pool.
@@ -262,60 +279,88 @@ impl Database {
     }
 }
 
-/// SQLite writes one transaction at a time. This process's writers queue here before `BEGIN
-/// IMMEDIATE`, so that the next one starts the moment the last one ends: SQLite's own busy handler
-/// (still what another process, such as `carerecord import` beside the server, waits on) sleeps
-/// and polls, and a writer that wakes after the lock was freed leaves the database idle — under
-/// four concurrent ingest clients, 38% of both cores sat idle while transactions waited. One lock
-/// for every SQLite database of the process (normally one; several only in tests).
-static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-/// The same for the writers of audit inboxes (the audit writer and the mover of each).
+/// The writers of audit inboxes (the audit writer and the mover of each) queue on this before
+/// writing one, as the main database's writers do in [`sqlite`].
 static SQLITE_AUDIT_INBOX_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Runs `work` in a write transaction. On SQLite the transaction starts with `BEGIN IMMEDIATE`, so a
-/// transaction that reads before it writes takes the write lock up front and waits (busy timeout)
-/// instead of failing when another writer commits first.
+/// Runs `work` in a write transaction. On SQLite it runs on the database's writer connection
+/// (see [`sqlite`]), not on `conn`, in turn with the process's other writers, and starts with
+/// `BEGIN IMMEDIATE`, so a transaction that reads before it writes takes the write lock up front
+/// and waits (busy timeout) instead of failing when another process's writer commits first.
 pub fn write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
-    transaction_queued_on(&SQLITE_WRITER, conn, work)
+    match conn {
+        DbConnection::Sqlite(_) => sqlite::with_writer(conn, |writer| begun(writer, work)),
+        DbConnection::Pg(_) => begun(conn, work),
+    }
 }
 
-/// [`write_transaction`] on a connection to an audit inbox ([`Database::audit_inbox`]).
+/// A write transaction on a connection to an audit inbox ([`Database::audit_inbox`]), in turn
+/// with the process's other writers of inboxes.
 pub fn audit_inbox_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
-    transaction_queued_on(&SQLITE_AUDIT_INBOX_WRITER, conn, work)
+    as_audit_inbox_writer(|| begun(conn, work))
 }
 
-fn transaction_queued_on<T, E, F>(
-    writers: &std::sync::Mutex<()>,
-    conn: &mut DbConnection,
-    work: F,
-) -> Result<T, E>
+/// Checkpoints the WAL of the audit inbox attached to `conn` as `inbox` and empties it (see
+/// [`sqlite::checkpoint`]), finishing in the turn of the inbox's writers.
+pub fn checkpoint_attached_inbox(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    sqlite::checkpoint(conn, "inbox", || {
+        SQLITE_AUDIT_INBOX_WRITER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    })
+}
+
+/// Runs `work` holding this process's turn to write audit inboxes (a statement that writes an
+/// inbox attached to another connection, outside any transaction).
+pub fn as_audit_inbox_writer<T>(work: impl FnOnce() -> T) -> T {
+    let _writer = SQLITE_AUDIT_INBOX_WRITER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    work()
+}
+
+/// A write transaction on `conn` itself (SQLite: in turn with the process's writers), begun
+/// deferred: the write lock of each database is taken when the transaction first writes it, so
+/// databases attached to `conn` that it only reads are not locked against their writers.
+pub fn write_transaction_deferred<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
-    // Held until the transaction ends (the guard drops last).
-    let _writer = match conn {
-        DbConnection::Sqlite(_) => Some(
-            writers
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        ),
-        DbConnection::Pg(_) => None,
-    };
+    let _turn = matches!(conn, DbConnection::Sqlite(_)).then(sqlite::writers_turn);
+    DbConnection::begin_transaction(conn)?;
+    finish(conn, work)
+}
+
+/// Begins a write transaction on `conn` (SQLite: `BEGIN IMMEDIATE`) and runs `work` in it.
+fn begun<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
     match conn {
         DbConnection::Sqlite(c) => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
         }
         DbConnection::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
     }
+    finish(conn, work)
+}
+
+/// Runs `work` in the transaction just begun on `conn`: commits on success, rolls back otherwise.
+fn finish<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
     match work(conn) {
         Ok(value) => {
             DbConnection::commit_transaction(conn)?;
