@@ -297,6 +297,17 @@ fn load(engine: &Engine<'_>, db: &Database, work: Work) -> Summary {
             }
         }
     };
+    if db.statistics_due() {
+        if let Err(e) = crate::store::search::refresh_statistics(&mut conn) {
+            log::warn!("planner statistics: {e}");
+        }
+    }
+    let summary = load_work(engine, &mut conn, work);
+    db.wrote(usize::try_from(summary.resources()).unwrap_or(usize::MAX));
+    summary
+}
+
+fn load_work(engine: &Engine<'_>, conn: &mut crate::store::DbConnection, work: Work) -> Summary {
     match work {
         Work::Bundle(path) => {
             let label = path.display().to_string();
@@ -306,7 +317,7 @@ fn load(engine: &Engine<'_>, db: &Database, work: Work) -> Summary {
                 .and_then(|object| bundle::parse(object, engine.base).map_err(|e| describe(&e)));
             match parsed {
                 Ok((Kind::Transaction, entries)) => {
-                    match bundle::transaction(engine, &mut conn, &entries) {
+                    match bundle::transaction(engine, conn, &entries) {
                         Ok(results) => tally(&results, &label),
                         Err(e) => Summary {
                             failed: entries.len() as u64,
@@ -315,9 +326,7 @@ fn load(engine: &Engine<'_>, db: &Database, work: Work) -> Summary {
                         },
                     }
                 }
-                Ok((Kind::Batch, entries)) => {
-                    tally(&bundle::batch(engine, &mut conn, &entries), &label)
-                }
+                Ok((Kind::Batch, entries)) => tally(&bundle::batch(engine, conn, &entries), &label),
                 Err(reason) => Summary {
                     failed: 1,
                     reasons: vec![format!("{label}: {reason}")],
@@ -352,9 +361,9 @@ fn load(engine: &Engine<'_>, db: &Database, work: Work) -> Summary {
             }
             // A chunk is one transaction; if it fails, its lines are loaded one by one so that
             // only the bad ones fail.
-            let mut result = match bundle::transaction(engine, &mut conn, &entries) {
+            let mut result = match bundle::transaction(engine, conn, &entries) {
                 Ok(results) => tally(&results, &label),
-                Err(_) => tally(&bundle::batch(engine, &mut conn, &entries), &label),
+                Err(_) => tally(&bundle::batch(engine, conn, &entries), &label),
             };
             merge(&mut result, bad);
             result

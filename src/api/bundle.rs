@@ -65,10 +65,15 @@ pub async fn run(
     let caller = ctx.caller.clone();
     let agent = ctx.agent.clone();
     let system = ctx.system.to_string();
-    state
+    // A feed's bundles fill tables fast: their conditional lookups need statistics that know it.
+    let statistics_due = entries.len() > 1 && state.db.statistics_due();
+    let results = state
         .clone()
         .db
         .run(move |conn| {
+            if statistics_due {
+                crate::store::search::refresh_statistics(conn)?;
+            }
             let engine = Engine {
                 validator: &state.validator,
                 search: &state.search,
@@ -86,7 +91,9 @@ pub async fn run(
                 Kind::Batch => Ok(bundle::batch(&engine, conn, &entries)),
             }
         })
-        .await
+        .await?;
+    ctx.state.db.wrote(results.len());
+    Ok(results)
 }
 
 /// A failed transaction answers with the failing entry's status, its issues naming the entry.
@@ -127,8 +134,9 @@ pub async fn run_one(ctx: &FhirRequest, entry: Entry) -> Result<EntryResult, Api
                 .map_err(|e| e.error)
         })
         .await;
-    if let Err(error) = &outcome {
-        audit_failure(ctx, audited, error).await?;
+    match &outcome {
+        Ok(_) => ctx.state.db.wrote(1),
+        Err(error) => audit_failure(ctx, audited, error).await?,
     }
     outcome
 }

@@ -110,6 +110,7 @@ async fn run(ctx: FhirRequest, id: ResourceId, path: String) -> Result<HttpRespo
     let patient = id.clone();
     let query_page = page.clone();
     let caller = ctx.caller.clone();
+    let statistics_due = ctx.state.db.statistics_due();
     let hits = ctx
         .state
         .db
@@ -131,7 +132,9 @@ async fn run(ctx: FhirRequest, id: ResourceId, path: String) -> Result<HttpRespo
                     return Err(ApiError::not_found(ResourceType::Patient, patient.as_str()))
                 }
             }
-            store_search::refresh_statistics(conn)?;
+            if statistics_due {
+                store_search::refresh_statistics(conn)?;
+            }
             let sql = sql::everything(
                 system_id,
                 patient.as_str(),

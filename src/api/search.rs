@@ -257,11 +257,14 @@ async fn run(
         && (!request.clauses.is_empty() || !request.sort.is_empty());
     let query_request = request.clone();
     let query_page = page.clone();
+    let statistics_due = ctx.state.db.statistics_due();
     let (hits, total, included) = ctx
         .state
         .db
         .run(move |conn| {
-            store_search::refresh_statistics(conn)?;
+            if statistics_due {
+                store_search::refresh_statistics(conn)?;
+            }
             if unselective {
                 for rtype in &registry_types {
                     let size = store_search::count(conn, &sql::type_size(system_id, *rtype))?;

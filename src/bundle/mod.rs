@@ -254,6 +254,11 @@ fn audit_entries(
 }
 
 fn entry_error(entry: &Entry, error: ApiError) -> EntryError {
+    use actix_web::ResponseError;
+    if error.status_code().is_server_error() {
+        // The cause stays in the log; the client is told only that it was internal.
+        log::error!("Bundle.entry[{}] failed: {error}", entry.index);
+    }
     EntryError {
         index: entry.index,
         full_url: entry.full_url.clone(),
@@ -699,7 +704,72 @@ fn run_transaction(
     let mut order: Vec<&Entry> = entries.iter().collect();
     order.sort_by_key(|e| (e.method.rank(), e.index));
 
-    // 1. Resolve every target, in processing order, and map fullUrls to what they became.
+    // 1. Resolve every target, in processing order, and map fullUrls to what they became. Every
+    //    condition the transaction tests is locked first, all in one order; the conditional
+    //    creates and references of the common form are then looked up together, a type at a time.
+    let references: HashMap<usize, Vec<String>> = entries
+        .iter()
+        .filter_map(|e| {
+            let found = conditional_references(e.resource.as_ref()?);
+            (!found.is_empty()).then_some((e.index, found))
+        })
+        .collect();
+    let mut tested: Vec<(ResourceType, String)> = Vec::new();
+    for entry in &order {
+        let rtype = entry.target.resource_type();
+        match (entry.method, &entry.target, &entry.if_none_exist) {
+            (Method::Post, _, Some(condition)) => tested.push((rtype, condition.clone())),
+            (
+                Method::Put | Method::Delete | Method::Patch,
+                Target::Conditional(_, condition),
+                _,
+            ) => tested.push((rtype, condition.clone())),
+            _ => {}
+        }
+    }
+    let referenced: Vec<(ResourceType, String)> = references
+        .values()
+        .flatten()
+        .filter_map(|reference| match parse_url(reference, engine.base) {
+            Ok(Target::Conditional(rtype, condition)) => Some((rtype, condition)),
+            _ => None,
+        })
+        .collect();
+    tested.extend(referenced.iter().cloned());
+    conditional::lock_all(conn, engine.system_id, &tested).map_err(|e| {
+        TxError::Entry(EntryError {
+            index: 0,
+            full_url: None,
+            error: e,
+        })
+    })?;
+    let mut looked_up: HashMap<(ResourceType, String), Vec<conditional::Match>> = HashMap::new();
+    for rtype in ResourceType::ALL {
+        let conditions: Vec<&str> = order
+            .iter()
+            .filter(|e| e.method == Method::Post && e.target.resource_type() == rtype)
+            .filter_map(|e| e.if_none_exist.as_deref())
+            .chain(
+                referenced
+                    .iter()
+                    .filter(|(t, _)| *t == rtype)
+                    .map(|(_, c)| c.as_str()),
+            )
+            .collect();
+        if conditions.is_empty() {
+            continue;
+        }
+        let found =
+            conditional::find_many(conn, engine.search, engine.system_id, rtype, &conditions)
+                .map_err(|e| {
+                    TxError::Entry(EntryError {
+                        index: 0,
+                        full_url: None,
+                        error: e,
+                    })
+                })?;
+        looked_up.extend(found.into_iter().map(|(c, m)| ((rtype, c), m)));
+    }
     let mut plans: HashMap<usize, Plan> = HashMap::new();
     let mut mapping: HashMap<String, String> = HashMap::new();
     let mut written: HashSet<(ResourceType, String)> = HashSet::new();
@@ -728,7 +798,10 @@ fn run_transaction(
             (Method::Post, _) => match &entry.if_none_exist {
                 None => Plan::Write(fresh()),
                 Some(condition) => {
-                    let found = find(conn, condition, 2).map_err(|e| fail(entry, e))?;
+                    let found = match looked_up.get(&(rtype, condition.clone())) {
+                        Some(found) => found.clone(),
+                        None => find(conn, condition, 2).map_err(|e| fail(entry, e))?,
+                    };
                     match found.as_slice() {
                         [] => Plan::Write(fresh()),
                         [one] => Plan::Existing(one.id.clone()),
@@ -842,18 +915,17 @@ fn run_transaction(
 
     // 2. Conditional references (`Patient?identifier=...`) resolve to exactly one resource.
     for entry in entries {
-        if let Some(resource) = &entry.resource {
-            let mut conditions = Vec::new();
-            collect_conditional_references(&Value::Object(resource.clone()), &mut conditions);
-            for reference in conditions {
-                if mapping.contains_key(&reference) {
-                    continue;
-                }
-                let Ok(Target::Conditional(rtype, condition)) = parse_url(&reference, engine.base)
-                else {
-                    continue;
-                };
-                let found = conditional::find(
+        for reference in references.get(&entry.index).into_iter().flatten() {
+            if mapping.contains_key(reference) {
+                continue;
+            }
+            let Ok(Target::Conditional(rtype, condition)) = parse_url(reference, engine.base)
+            else {
+                continue;
+            };
+            let found = match looked_up.get(&(rtype, condition.clone())) {
+                Some(found) => found.clone(),
+                None => conditional::find(
                     conn,
                     engine.search,
                     engine.system_id,
@@ -862,28 +934,28 @@ fn run_transaction(
                     &condition,
                     2,
                 )
-                .map_err(|e| fail(entry, e))?;
-                match found.as_slice() {
-                    [one] => {
-                        mapping.insert(reference.clone(), format!("{rtype}/{}", one.id));
-                    }
-                    [] => {
-                        return Err(fail(
-                            entry,
-                            ApiError::ReferenceNotFound {
-                                reference: reference.clone(),
-                                expression: format!("{rtype}"),
-                            },
-                        ))
-                    }
-                    _ => {
-                        return Err(fail(
-                            entry,
-                            ApiError::PreconditionFailed(format!(
+                .map_err(|e| fail(entry, e))?,
+            };
+            match found.as_slice() {
+                [one] => {
+                    mapping.insert(reference.clone(), format!("{rtype}/{}", one.id));
+                }
+                [] => {
+                    return Err(fail(
+                        entry,
+                        ApiError::ReferenceNotFound {
+                            reference: reference.clone(),
+                            expression: format!("{rtype}"),
+                        },
+                    ))
+                }
+                _ => {
+                    return Err(fail(
+                        entry,
+                        ApiError::PreconditionFailed(format!(
                             "the conditional reference {reference} matches more than one {rtype}"
                         )),
-                        ))
-                    }
+                    ))
                 }
             }
         }
@@ -1382,6 +1454,20 @@ fn search_entry(
         ),
         ..EntryResult::default()
     })
+}
+
+/// Every conditional reference in a resource, once each.
+fn conditional_references(resource: &Map<String, Value>) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some(Value::String(reference)) = resource.get("reference") {
+        if reference.contains('?') && !reference.starts_with("http") {
+            found.push(reference.clone());
+        }
+    }
+    resource
+        .values()
+        .for_each(|v| collect_conditional_references(v, &mut found));
+    found
 }
 
 /// Every string in the resource that is a conditional reference (`Type?query` in a `reference`).

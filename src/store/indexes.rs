@@ -10,9 +10,8 @@ use super::{search, DbConnection, StoreError};
 use crate::search::sql::{Bind, Sql};
 use crate::search::IndexRows;
 
-/// The most rows one INSERT statement carries (SQLite allows 32,766 bound values per statement).
-/// A batch is split into statements of powers of two rows up to this (23 rows: 16 + 4 + 2 + 1),
-/// so eight statement texts per table serve every batch and stay prepared on each connection.
+/// The most rows one INSERT statement carries (SQLite allows 32,766 bound values per statement);
+/// statements carry powers of two rows up to this ([`super::power_of_two_chunks`]).
 const ROWS_PER_INSERT: usize = 128;
 
 /// Removes a resource's index rows (on delete, and before writing a new version's).
@@ -55,15 +54,7 @@ pub(crate) fn insert_then(
     rows: Vec<Vec<Option<Bind>>>,
     clause: &str,
 ) -> Result<(), StoreError> {
-    let mut rest = rows.as_slice();
-    while !rest.is_empty() {
-        let size = if rest.len() >= ROWS_PER_INSERT {
-            ROWS_PER_INSERT
-        } else {
-            1 << rest.len().ilog2()
-        };
-        let (chunk, after) = rest.split_at(size);
-        rest = after;
+    for chunk in super::power_of_two_chunks(&rows, ROWS_PER_INSERT) {
         let mut sql = Sql::new(&format!("INSERT INTO {table} ({columns}) VALUES "));
         for (i, row) in chunk.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" });

@@ -130,6 +130,7 @@ pub struct Database {
     audit_inbox: Option<PathBuf>,
     /// SQLite: the checkpointer runs while a clone of this lives.
     _alive: std::sync::Arc<()>,
+    statistics: std::sync::Arc<search::StatisticsGate>,
 }
 
 /// The read audit inbox of a SQLite database file: `carerecord.db` → `carerecord-audit-inbox.db`.
@@ -163,7 +164,10 @@ impl Database {
         };
         let pool = Pool::builder()
             .max_size(pool_size)
-            .min_idle(Some(1))
+            // Connections open when first needed, never in the background: a command that exits
+            // while r2d2 is still connecting to refill its idle minimum crashes in OpenSSL's exit
+            // handlers (libpq negotiating TLS on a thread the process is tearing down).
+            .min_idle(Some(0))
             // r2d2 would run `SELECT 1` on every checkout (a round trip to PostgreSQL per request);
             // a connection that broke is found by `has_broken` when it is returned instead.
             .test_on_check_out(false)
@@ -180,6 +184,7 @@ impl Database {
             url,
             audit_inbox,
             _alive: alive,
+            statistics: Default::default(),
         };
         db.migrate()?;
         Ok(db)
@@ -193,6 +198,19 @@ impl Database {
     pub fn pool_state(&self) -> (u32, u32) {
         let state = self.pool.state();
         (state.connections, state.idle_connections)
+    }
+
+    /// Whether a search or conditional write should first make sure PostgreSQL's planner
+    /// statistics describe the tables ([`search::refresh_statistics`]): rows were written through
+    /// this database since the last look, or a while has passed (other processes write too).
+    /// Always `false` on SQLite, whose planner needs none.
+    pub fn statistics_due(&self) -> bool {
+        self.backend == "postgres" && self.statistics.due()
+    }
+
+    /// Counts resources written, for [`Database::statistics_due`].
+    pub fn wrote(&self, resources: usize) {
+        self.statistics.wrote(resources);
     }
 
     pub fn conn(&self) -> Result<PooledConn, StoreError> {
@@ -232,6 +250,15 @@ impl Database {
         .connect()
         .map_err(|e| StoreError::Config(format!("audit inbox {}: {e}", path.display())))?;
         Ok(Some(conn))
+    }
+
+    /// A new connection of its own (not from the pool), for a thread that keeps one.
+    pub fn dedicated_connection(&self) -> Result<DbConnection, StoreError> {
+        ConnectionManager {
+            url: self.url.clone(),
+        }
+        .connect()
+        .map_err(|e| StoreError::Config(format!("database connection: {e}")))
     }
 
     /// SQLite: a new connection to the main database with the audit inbox attached as `inbox`,
@@ -375,6 +402,24 @@ where
             Err(err)
         }
     }
+}
+
+/// `items` in chunks of powers of two, `most` at most (23 items, 16 at most: 16 + 4 + 2 + 1): a
+/// statement per chunk, so a few statement texts serve any number of items and stay prepared.
+pub(crate) fn power_of_two_chunks<T>(items: &[T], most: usize) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let size = if rest.len() >= most {
+            most
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, after) = rest.split_at(size);
+        chunks.push(chunk);
+        rest = after;
+    }
+    chunks
 }
 
 /// Whether an error is a unique-constraint violation (a concurrent writer got there first).

@@ -145,6 +145,41 @@ struct Table {
     relname: String,
 }
 
+/// When planner statistics were last looked at: writes counted since, and the time.
+#[derive(Debug, Default)]
+pub struct StatisticsGate {
+    writes: std::sync::atomic::AtomicU64,
+    seen: std::sync::atomic::AtomicU64,
+    /// Milliseconds since the epoch.
+    looked_at: std::sync::atomic::AtomicI64,
+}
+
+/// The statistics are looked at again after this long even when this process wrote nothing.
+const STATISTICS_EVERY_MS: i64 = 10_000;
+
+impl StatisticsGate {
+    pub(crate) fn wrote(&self, resources: usize) {
+        use std::sync::atomic::Ordering;
+        self.writes.fetch_add(
+            u64::try_from(resources).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether to look now; answering yes starts the next wait.
+    pub(crate) fn due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let writes = self.writes.load(Ordering::Relaxed);
+        let now = crate::fhir::instant::Millis::now().0;
+        let stale = now - self.looked_at.load(Ordering::Relaxed) >= STATISTICS_EVERY_MS;
+        if self.seen.swap(writes, Ordering::Relaxed) == writes && !stale {
+            return false;
+        }
+        self.looked_at.store(now, Ordering::Relaxed);
+        true
+    }
+}
+
 /// Makes sure PostgreSQL plans searches with statistics that describe the tables.
 ///
 /// PostgreSQL estimates rows from the statistics ANALYZE last gathered. A table without them —
@@ -153,7 +188,9 @@ struct Table {
 /// with every chain or `_has` level (12 s for a two-level chain over 300 resources, and far
 /// worse beyond). So before a search, any of the tables that has more than doubled in size since
 /// its statistics were taken is analysed (a bounded sample: milliseconds). SQLite's planner works
-/// from the indexes alone here, so it needs nothing.
+/// from the indexes alone here, so it needs nothing. Callers ask [`crate::store::Database::
+/// statistics_due`] first: looking costs a round trip, and nothing changes while nothing is
+/// written.
 pub fn refresh_statistics(conn: &mut DbConnection) -> Result<(), StoreError> {
     let DbConnection::Pg(pg) = conn else {
         return Ok(());

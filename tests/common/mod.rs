@@ -169,6 +169,8 @@ impl TestApp {
     }
 
     async fn start(database_url: String, db: Db, configure: fn(&mut Settings)) -> Self {
+        // The server's log (RUST_LOG), shown with a failing test's output.
+        let _ = env_logger::builder().is_test(true).try_init();
         let data_dir =
             std::env::temp_dir().join(format!("carerecord-test-{}", uuid::Uuid::new_v4().simple()));
         let keys = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys");
