@@ -150,29 +150,12 @@ for backend in $BACKENDS; do
         log "$backend, $size resources: ingest (at most ${INGEST_DURATION}s)"
         start_server "$db" "$run/server.log"
         TOKEN=$("$BIN" token --system default --role feeder --sub loadgen --ttl 86400)
-        analyser=""
-        if [ "$backend" = postgres ]; then
-            # Planner statistics while the empty database fills, as autovacuum would gather them
-            # (off on some servers): the transaction engine's conditional lookups do not refresh
-            # them, and without any they scan every resource of the type.
-            (while sleep 15; do psql -q "$db" -c ANALYZE >/dev/null 2>&1; done) &
-            analyser=$!
-        fi
         run_load ingest "$out" --data "$data" --concurrency 4 --duration "$INGEST_DURATION" "${tags[@]}"
-        if [ -n "$analyser" ]; then
-            kill "$analyser" 2>/dev/null || true
-            wait "$analyser" 2>/dev/null || true
-        fi
         stop_server
         log "$backend, $size resources: bulk load of the rest (carerecord import, at most ${IMPORT_TIMEOUT}s)"
         started=$(date +%s)
         load="complete"
         for phase in 1-gp 2-hospital; do
-            if [ "$backend" = postgres ]; then
-                # Statistics for the planner after a bulk load, as a DBA would (autovacuum gets
-                # there later): the transaction engine's conditional lookups do not refresh them.
-                psql -q "$db" -c ANALYZE >&2
-            fi
             remaining=$((IMPORT_TIMEOUT - ($(date +%s) - started)))
             if [ "$remaining" -le 0 ] || ! timeout "$remaining" "$BIN" import "$data/bundles/$phase" \
                 --database-url "$db" --jobs "$JOBS" --quiet >>"$run/import.log" 2>&1; then
