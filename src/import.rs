@@ -297,8 +297,8 @@ fn load(engine: &Engine<'_>, db: &Database, work: Work) -> Summary {
             }
         }
     };
-    if db.statistics_due() {
-        if let Err(e) = crate::store::search::refresh_statistics(&mut conn) {
+    if let Some(statistics) = db.statistics_due() {
+        if let Err(e) = statistics.refresh(&mut conn) {
             log::warn!("planner statistics: {e}");
         }
     }

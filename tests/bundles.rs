@@ -203,6 +203,108 @@ async fn conditional_references_resolve_to_exactly_one(app: TestApp) {
     .assert_outcome(412, "conflict");
 }
 
+/// Many conditional creates and references in one transaction (looked up together, a type at a
+/// time) each resolve as they would alone: a match is used, no match creates, a reference to a
+/// system|code that differs only in its system finds nothing, and two matches refuse the bundle.
+async fn many_conditions_in_one_transaction_resolve_each_on_its_own(app: TestApp) {
+    const ODS: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
+    let org = |code: &str| json!({"resourceType": "Organization", "name": format!("Org {code}"), "identifier": [{"system": ODS, "value": code}]});
+    let conditional_post = |n: u32, resource: Value, condition: String| {
+        let mut entry = post(
+            &format!("urn:uuid:0b1f6c2e-{n:04}-4a6e-9d1d-0d3b7f3f1a00"),
+            resource,
+        );
+        entry["request"]["ifNoneExist"] = json!(condition);
+        entry
+    };
+    let existing_org = app.create("default", &org("A1")).await;
+    let provider = app.create("default", &org("A2")).await;
+    let first = app.create("default", &patient("9434765919")).await;
+    let second = app.create("default", &patient("9000000009")).await;
+    let mut seen = encounter(&format!("Patient?identifier={NHS}|9000000009"));
+    seen["serviceProvider"] = json!({"reference": format!("Organization?identifier={ODS}|A2")});
+    let reply = app
+        .post(
+            "/fhir/default",
+            &bundle(
+                "transaction",
+                vec![
+                    conditional_post(1, org("A1"), format!("identifier={ODS}|A1")),
+                    conditional_post(2, org("A3"), format!("identifier={ODS}|A3")),
+                    conditional_post(3, org("A4"), "identifier=http://other|A1".to_owned()),
+                    post(
+                        "urn:uuid:0b1f6c2e-0004-4a6e-9d1d-0d3b7f3f1a00",
+                        encounter(&format!("Patient?identifier={NHS}|9434765919")),
+                    ),
+                    post("urn:uuid:0b1f6c2e-0005-4a6e-9d1d-0d3b7f3f1a00", seen),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let body = reply.json();
+    let statuses: Vec<&str> = body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "200 OK",
+            "201 Created",
+            "201 Created",
+            "201 Created",
+            "201 Created"
+        ]
+    );
+    assert!(body["entry"][0]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("Organization/{existing_org}/")));
+    assert_eq!(ids(&app, "Organization").await.len(), 4);
+    let stored = |i: usize| {
+        let location = body["entry"][i]["response"]["location"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let app = &app;
+        async move { app.get(&format!("/fhir/default/{location}")).await.json() }
+    };
+    assert_eq!(
+        stored(3).await["subject"]["reference"],
+        format!("Patient/{first}")
+    );
+    let fourth = stored(4).await;
+    assert_eq!(fourth["subject"]["reference"], format!("Patient/{second}"));
+    assert_eq!(
+        fourth["serviceProvider"]["reference"],
+        format!("Organization/{provider}")
+    );
+    // A condition two resources meet refuses the whole transaction, whatever else it holds.
+    app.create("default", &org("A1")).await;
+    let before = history_size(&app).await;
+    app.post(
+        "/fhir/default",
+        &bundle(
+            "transaction",
+            vec![
+                conditional_post(6, org("A5"), format!("identifier={ODS}|A5")),
+                conditional_post(7, org("A1"), format!("identifier={ODS}|A1")),
+            ],
+        ),
+    )
+    .await
+    .assert_outcome(412, "conflict");
+    assert_eq!(history_size(&app).await, before);
+}
+
 async fn entries_run_in_fhir_order(app: TestApp) {
     // A DELETE listed last still runs first: the POST of the same NHS number then succeeds.
     let old = app.create("default", &patient("9434765919")).await;
@@ -783,6 +885,7 @@ async fn ten_thousand_entries_in_one_transaction(app: TestApp) {
 on_both_backends!(
     urn_uuid_references_are_rewritten_everywhere,
     conditional_references_resolve_to_exactly_one,
+    many_conditions_in_one_transaction_resolve_each_on_its_own,
     entries_run_in_fhir_order,
     a_failing_entry_rolls_back_the_whole_transaction,
     batch_entries_succeed_or_fail_on_their_own,

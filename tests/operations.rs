@@ -247,10 +247,87 @@ async fn command_line_manages_local_systems(app: TestApp) {
     assert_eq!(app.get("/fhir/west/metadata").await.status, 200);
 }
 
+/// A read's audit is kept before the read is answered: a server killed straight after (no
+/// shutdown, on SQLite with the audit still in its inbox file) loses none, and the next process to
+/// search the trail finds it.
+async fn read_audits_survive_a_killed_server(app: TestApp) {
+    let created = app
+        .send_json(
+            "POST",
+            "/fhir/default/Patient",
+            &[],
+            &common::minimal("Patient", None),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data_dir = tempfile::tempdir().unwrap();
+    /// Kills the server however the test ends.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_carerecord"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("CARERECORD_DATABASE_URL", &app.database_url)
+            .env("CARERECORD_DATA_DIR", data_dir.path())
+            .env("CARERECORD_JWT_SECRET", common::TEST_SECRET)
+            .env("CARERECORD_JWT_ISSUER", common::TEST_ISSUER)
+            .env("CARERECORD_JWT_AUDIENCE", common::TEST_AUDIENCE)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let other = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(up, "the second server did not start");
+    let reader = app.token("clinician", "default", "killed-reader", None, None);
+    let bearer = format!("Bearer {reader}");
+    let read = app
+        .send(
+            "GET",
+            &format!("{other}/fhir/default/Patient/{id}"),
+            &[("authorization", &bearer)],
+            None,
+        )
+        .await;
+    assert_eq!(read.status, 200);
+    drop(server);
+
+    let trail = app
+        .get("/fhir/default/AuditEvent?agent=killed-reader")
+        .await
+        .json();
+    let events = trail["entry"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{trail}");
+    assert_eq!(events[0]["resource"]["action"], "R");
+    assert_eq!(
+        events[0]["resource"]["entity"][0]["what"]["reference"],
+        format!("Patient/{id}/_history/1")
+    );
+}
+
 on_both_backends!(
     metrics_are_served_as_prometheus_text,
     metadata_describes_exactly_what_is_implemented,
     health_checks_the_database,
     admin_api_manages_local_systems,
     command_line_manages_local_systems,
+    read_audits_survive_a_killed_server,
 );

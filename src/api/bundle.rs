@@ -66,13 +66,15 @@ pub async fn run(
     let agent = ctx.agent.clone();
     let system = ctx.system.to_string();
     // A feed's bundles fill tables fast: their conditional lookups need statistics that know it.
-    let statistics_due = entries.len() > 1 && state.db.statistics_due();
+    let statistics_due = (entries.len() > 1)
+        .then(|| state.db.statistics_due())
+        .flatten();
     let results = state
         .clone()
         .db
         .run(move |conn| {
-            if statistics_due {
-                crate::store::search::refresh_statistics(conn)?;
+            if let Some(statistics) = &statistics_due {
+                statistics.refresh(conn)?;
             }
             let engine = Engine {
                 validator: &state.validator,

@@ -132,8 +132,8 @@ async fn run(ctx: FhirRequest, id: ResourceId, path: String) -> Result<HttpRespo
                     return Err(ApiError::not_found(ResourceType::Patient, patient.as_str()))
                 }
             }
-            if statistics_due {
-                store_search::refresh_statistics(conn)?;
+            if let Some(statistics) = &statistics_due {
+                statistics.refresh(conn)?;
             }
             let sql = sql::everything(
                 system_id,

@@ -262,8 +262,8 @@ async fn run(
         .state
         .db
         .run(move |conn| {
-            if statistics_due {
-                store_search::refresh_statistics(conn)?;
+            if let Some(statistics) = &statistics_due {
+                statistics.refresh(conn)?;
             }
             if unselective {
                 for rtype in &registry_types {

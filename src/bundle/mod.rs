@@ -706,7 +706,8 @@ fn run_transaction(
 
     // 1. Resolve every target, in processing order, and map fullUrls to what they became. Every
     //    condition the transaction tests is locked first, all in one order; the conditional
-    //    creates and references of the common form are then looked up together, a type at a time.
+    //    creates, updates, patches and references of the common form are then looked up
+    //    together, a type at a time.
     let references: HashMap<usize, Vec<String>> = entries
         .iter()
         .filter_map(|e| {
@@ -747,8 +748,14 @@ fn run_transaction(
     for rtype in ResourceType::ALL {
         let conditions: Vec<&str> = order
             .iter()
-            .filter(|e| e.method == Method::Post && e.target.resource_type() == rtype)
-            .filter_map(|e| e.if_none_exist.as_deref())
+            .filter(|e| e.target.resource_type() == rtype)
+            .filter_map(|e| match (e.method, &e.target) {
+                (Method::Post, _) => e.if_none_exist.as_deref(),
+                (Method::Put | Method::Patch, Target::Conditional(_, condition)) => {
+                    Some(condition.as_str())
+                }
+                _ => None,
+            })
             .chain(
                 referenced
                     .iter()
@@ -830,7 +837,10 @@ fn run_transaction(
                 }
             }
             (Method::Put, Target::Conditional(_, condition)) => {
-                let found = find(conn, condition, 2).map_err(|e| fail(entry, e))?;
+                let found = match looked_up.get(&(rtype, condition.clone())) {
+                    Some(found) => found.clone(),
+                    None => find(conn, condition, 2).map_err(|e| fail(entry, e))?,
+                };
                 let body_id = entry
                     .resource
                     .as_ref()
@@ -867,7 +877,10 @@ fn run_transaction(
                 }
             }
             (Method::Patch, Target::Conditional(_, condition)) => {
-                let found = find(conn, condition, 2).map_err(|e| fail(entry, e))?;
+                let found = match looked_up.get(&(rtype, condition.clone())) {
+                    Some(found) => found.clone(),
+                    None => find(conn, condition, 2).map_err(|e| fail(entry, e))?,
+                };
                 match found.as_slice() {
                     [] => {
                         return Err(fail(

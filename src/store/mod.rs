@@ -200,12 +200,12 @@ impl Database {
         (state.connections, state.idle_connections)
     }
 
-    /// Whether a search or conditional write should first make sure PostgreSQL's planner
-    /// statistics describe the tables ([`search::refresh_statistics`]): rows were written through
-    /// this database since the last look, or a while has passed (other processes write too).
-    /// Always `false` on SQLite, whose planner needs none.
-    pub fn statistics_due(&self) -> bool {
-        self.backend == "postgres" && self.statistics.due()
+    /// The statistics gate, when a search or conditional write should first make sure
+    /// PostgreSQL's planner statistics describe the tables ([`search::StatisticsGate::refresh`]):
+    /// enough rows were written through this database since the last look, or a while has passed
+    /// (other processes write too). Always `None` on SQLite, whose planner needs none.
+    pub fn statistics_due(&self) -> Option<std::sync::Arc<search::StatisticsGate>> {
+        (self.backend == "postgres" && self.statistics.due()).then(|| self.statistics.clone())
     }
 
     /// Counts resources written, for [`Database::statistics_due`].

@@ -143,13 +143,24 @@ const SEARCH_TABLES: [&str; 8] = [
 struct Table {
     #[diesel(sql_type = Text)]
     relname: String,
+    #[diesel(sql_type = BigInt)]
+    rows: i64,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    stale: bool,
 }
 
-/// When planner statistics were last looked at: writes counted since, and the time.
+/// When planner statistics were last looked at, and when to look again: after a share of the
+/// rows there were then has been written through this process (tables that grew by half may have
+/// doubled soon after), or after [`STATISTICS_EVERY_MS`] whatever was written (other processes
+/// write too). Looking costs a round trip; a table is analysed only when it has doubled.
 #[derive(Debug, Default)]
 pub struct StatisticsGate {
     writes: std::sync::atomic::AtomicU64,
+    /// `writes` at the last look.
     seen: std::sync::atomic::AtomicU64,
+    /// Writes to wait for after a look: half the resources the statistics then counted (0 until
+    /// a look found any, so the first writes to an empty database are looked at at once).
+    every: std::sync::atomic::AtomicU64,
     /// Milliseconds since the epoch.
     looked_at: std::sync::atomic::AtomicI64,
 }
@@ -166,61 +177,135 @@ impl StatisticsGate {
         );
     }
 
-    /// Whether to look now; answering yes starts the next wait.
+    /// Whether to look now; answering yes (to one caller of those asking at once) starts the
+    /// next wait.
     pub(crate) fn due(&self) -> bool {
         use std::sync::atomic::Ordering;
         let writes = self.writes.load(Ordering::Relaxed);
         let now = crate::fhir::instant::Millis::now().0;
-        let stale = now - self.looked_at.load(Ordering::Relaxed) >= STATISTICS_EVERY_MS;
-        if self.seen.swap(writes, Ordering::Relaxed) == writes && !stale {
+        let looked_at = self.looked_at.load(Ordering::Relaxed);
+        let written = writes.saturating_sub(self.seen.load(Ordering::Relaxed));
+        let grown = written > 0 && written >= self.every.load(Ordering::Relaxed);
+        if !grown && now - looked_at < STATISTICS_EVERY_MS {
             return false;
         }
-        self.looked_at.store(now, Ordering::Relaxed);
+        if self
+            .looked_at
+            .compare_exchange(looked_at, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.seen.store(writes, Ordering::Relaxed);
         true
     }
-}
 
-/// Makes sure PostgreSQL plans searches with statistics that describe the tables.
-///
-/// PostgreSQL estimates rows from the statistics ANALYZE last gathered. A table without them —
-/// every search table after the first load, until autovacuum gets to it, up to a minute later —
-/// is estimated at one row per condition, and the planner then nests loops whose cost multiplies
-/// with every chain or `_has` level (12 s for a two-level chain over 300 resources, and far
-/// worse beyond). So before a search, any of the tables that has more than doubled in size since
-/// its statistics were taken is analysed (a bounded sample: milliseconds). SQLite's planner works
-/// from the indexes alone here, so it needs nothing. Callers ask [`crate::store::Database::
-/// statistics_due`] first: looking costs a round trip, and nothing changes while nothing is
-/// written.
-pub fn refresh_statistics(conn: &mut DbConnection) -> Result<(), StoreError> {
-    let DbConnection::Pg(pg) = conn else {
-        return Ok(());
-    };
-    let tables = SEARCH_TABLES
-        .iter()
-        .map(|t| format!("'{t}'::regclass"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let stale: Vec<Table> = diesel::sql_query(format!(
-        "SELECT c.relname::text AS relname FROM pg_class c WHERE c.oid IN ({tables}) \
-         AND pg_relation_size(c.oid) > 2 * GREATEST(c.relpages, 0)::bigint * current_setting('block_size')::bigint"
-    ))
-    .load(pg)?;
-    if stale.is_empty() {
-        return Ok(());
+    /// Makes sure PostgreSQL plans searches with statistics that describe the tables.
+    ///
+    /// PostgreSQL estimates rows from the statistics ANALYZE last gathered. A table without them
+    /// — every search table after the first load, until autovacuum gets to it, up to a minute
+    /// later — is estimated at one row per condition, and the planner then nests loops whose cost
+    /// multiplies with every chain or `_has` level (12 s for a two-level chain over 300
+    /// resources, and far worse beyond). So before a search, any of the tables that has more than
+    /// doubled in size since its statistics were taken is analysed (a bounded sample:
+    /// milliseconds). SQLite's planner works from the indexes alone here, so it needs nothing.
+    /// Callers ask [`crate::store::Database::statistics_due`] first.
+    pub fn refresh(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        let DbConnection::Pg(pg) = conn else {
+            return Ok(());
+        };
+        // One look at a time: a search that arrives while a table is being analysed waits for
+        // that ANALYZE and then finds the statistics fresh, instead of analysing it again.
+        static LOOKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = LOOKING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tables = SEARCH_TABLES
+            .iter()
+            .map(|t| format!("'{t}'::regclass"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let looked: Vec<Table> = diesel::sql_query(format!(
+            "SELECT c.relname::text AS relname, GREATEST(c.reltuples, 0)::bigint AS rows, \
+             pg_relation_size(c.oid) > 2 * GREATEST(c.relpages, 0)::bigint \
+             * current_setting('block_size')::bigint AS stale \
+             FROM pg_class c WHERE c.oid IN ({tables})"
+        ))
+        .load(pg)?;
+        let stale: Vec<&str> = looked
+            .iter()
+            .filter(|t| t.stale)
+            .map(|t| t.relname.as_str())
+            .collect();
+        let mut resources = looked
+            .iter()
+            .find(|t| t.relname == "resources")
+            .map_or(0, |t| t.rows);
+        if !stale.is_empty() {
+            let names = stale.join(", ");
+            log::info!("analysing {names} for search planning");
+            match diesel::sql_query(format!("ANALYZE {names}")).execute(pg) {
+                Ok(_) => {
+                    #[derive(QueryableByName)]
+                    struct Rows {
+                        #[diesel(sql_type = BigInt)]
+                        n: i64,
+                    }
+                    resources = diesel::sql_query(
+                        "SELECT GREATEST(reltuples, 0)::bigint AS n FROM pg_class \
+                         WHERE oid = 'resources'::regclass",
+                    )
+                    .get_result::<Rows>(pg)?
+                    .n;
+                }
+                // A standby cannot analyse (nor, without a warning, can a role that does not own
+                // the tables); the search still runs, on whatever statistics there are.
+                Err(e) => log::warn!("could not analyse {names}: {e}"),
+            }
+        }
+        self.every.store(
+            u64::try_from(resources / 2).unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(())
     }
-    let names: Vec<&str> = stale.iter().map(|t| t.relname.as_str()).collect();
-    let names = names.join(", ");
-    log::info!("analysing {names} for search planning");
-    if let Err(e) = diesel::sql_query(format!("ANALYZE {names}")).execute(pg) {
-        // A standby cannot analyse (nor, without a warning, can a role that does not own the
-        // tables); the search still runs, on whatever statistics there are.
-        log::warn!("could not analyse {names}: {e}");
-    }
-    Ok(())
 }
 
 /// Runs a statement that returns no rows.
 pub fn execute(conn: &mut DbConnection, sql: &Sql) -> Result<usize, StoreError> {
     let query = prepared(conn, sql);
     Ok(query.execute(conn)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prepared_statement_cache_admits_a_bounded_number_of_texts() {
+        let first = "SELECT 'admission test: first'";
+        assert!(admitted(first));
+        for n in 0..CACHED_TEXTS + 10 {
+            admitted(&format!("SELECT 'admission test {n}'"));
+        }
+        assert!(!admitted("SELECT 'admission test: after the bound'"));
+        assert!(admitted(first), "an admitted text stays admitted");
+        assert!(ADMITTED.lock().unwrap().len() <= CACHED_TEXTS);
+    }
+
+    #[test]
+    fn items_go_in_power_of_two_chunks() {
+        let items: Vec<u32> = (0..23).collect();
+        let sizes: Vec<usize> = crate::store::power_of_two_chunks(&items, 16)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(sizes, [16, 4, 2, 1]);
+        let sizes: Vec<usize> = crate::store::power_of_two_chunks(&items, 8)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(sizes, [8, 8, 4, 2, 1]);
+        assert!(crate::store::power_of_two_chunks::<u32>(&[], 8).is_empty());
+    }
 }
