@@ -19,7 +19,7 @@
 #   BENCH_RATE            fixed rate for reads, searches     500 (requests/s)
 #   BENCH_RATE_EVERYTHING fixed rate for $everything         50
 #   BENCH_JOBS            import workers                     2
-#   BENCH_WORK            data and databases                 /tmp/carerecord-bench
+#   BENCH_WORK            data and databases                 target/bench
 #   BENCH_PORT            port of the server under test      18180
 #   BENCH_PG_SCHEMA       PostgreSQL schema prefix (dropped and re-made per size)  carerecord_bench
 # Everything runs on this machine; the load driver refuses any non-loopback server.
@@ -39,7 +39,7 @@ CONCURRENCY=${BENCH_CONCURRENCY:-8}
 RATE=${BENCH_RATE:-500}
 RATE_EVERYTHING=${BENCH_RATE_EVERYTHING:-50}
 JOBS=${BENCH_JOBS:-2}
-WORK=${BENCH_WORK:-/tmp/carerecord-bench}
+WORK=${BENCH_WORK:-$ROOT/target/bench}
 PORT=${BENCH_PORT:-18180}
 PG_SCHEMA=${BENCH_PG_SCHEMA:-carerecord_bench}
 RESULTS="$ROOT/benches/results"

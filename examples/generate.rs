@@ -1,7 +1,7 @@
 //! Synthetic UK data for the benchmarks: a local system's GP and hospital feeds as transaction
 //! Bundles and NDJSON (see `carerecord::synthetic`).
 //!
-//! `cargo run --release --example generate -- --patients 300 --seed 1 --out /tmp/carerecord-data`
+//! `cargo run --release --example generate -- --patients 300 --seed 1 --out target/carerecord-data`
 
 use std::path::PathBuf;
 use std::process::ExitCode;

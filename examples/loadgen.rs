@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! TOKEN=$(carerecord token --system default --role feeder --sub loadgen)
-//! cargo run --release --example loadgen -- read --token "$TOKEN" --data /tmp/data \
+//! cargo run --release --example loadgen -- read --token "$TOKEN" --data target/carerecord-data \
 //!     --concurrency 8 --duration 20 --server-pid "$(pgrep -n carerecord)"
 //! ```
 
