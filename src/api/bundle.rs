@@ -66,9 +66,7 @@ pub async fn run(
     let agent = ctx.agent.clone();
     let system = ctx.system.to_string();
     // A feed's bundles fill tables fast: their conditional lookups need statistics that know it.
-    let statistics_due = (entries.len() > 1)
-        .then(|| state.db.statistics_due())
-        .flatten();
+    let statistics_due = state.db.statistics_due();
     let results = state
         .clone()
         .db

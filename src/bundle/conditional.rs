@@ -27,17 +27,12 @@ pub struct Match {
     pub id: ResourceId,
 }
 
-/// Up to `limit` resources of `rtype` in the local system matching the search `condition`
-/// (a query string without the leading `?`). The caller has locked the condition ([`lock_all`]).
-pub fn find(
-    conn: &mut DbConnection,
+/// A condition (a query string without the leading `?`) as the search it is.
+fn parse(
     search: &Search,
-    system_id: i64,
-    base: &str,
     rtype: ResourceType,
     condition: &str,
-    limit: usize,
-) -> Result<Vec<Match>, ApiError> {
+) -> Result<query::SearchRequest, ApiError> {
     let params: Vec<(String, String)> = serde_urlencoded::from_str(condition).map_err(|e| {
         ApiError::invalid_parameter("condition", format!("'{condition}' is not a query: {e}"))
     })?;
@@ -55,6 +50,21 @@ pub fn find(
             "a condition cannot include, revinclude or sort",
         ));
     }
+    Ok(request)
+}
+
+/// Up to `limit` resources of `rtype` in the local system matching the search `condition`
+/// (a query string without the leading `?`). The caller has locked the condition ([`lock_all`]).
+pub fn find(
+    conn: &mut DbConnection,
+    search: &Search,
+    system_id: i64,
+    base: &str,
+    rtype: ResourceType,
+    condition: &str,
+    limit: usize,
+) -> Result<Vec<Match>, ApiError> {
+    let request = parse(search, rtype, condition)?;
     let page = Page {
         from: None,
         backwards: false,
@@ -78,11 +88,7 @@ fn single_code(
     rtype: ResourceType,
     condition: &str,
 ) -> Option<(String, String, String)> {
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(condition).ok()?;
-    let request = query::parse(&search.registry, &[rtype], &params, false).ok()?;
-    if !request.includes.is_empty() || !request.revincludes.is_empty() || !request.sort.is_empty() {
-        return None;
-    }
+    let request = parse(search, rtype, condition).ok()?;
     match request.clauses.as_slice() {
         [Clause::Param {
             param,
@@ -141,28 +147,8 @@ pub fn find_many(
             .collect();
         codes.sort_unstable();
         codes.dedup();
-        // `code IN (...)` is answered from the index (system, parameter, code); the systems are
-        // compared below.
         for chunk in power_of_two_chunks(&codes, MANY_PER_STATEMENT) {
-            let mut sql = sql::Sql::new(
-                "SELECT r.pk, r.id, t.param, t.system, t.code FROM search_token t \
-                 JOIN resources r ON r.pk = t.resource_pk WHERE t.system_id = ",
-            );
-            sql.bind(Bind::Int(system_id));
-            sql.push(" AND t.param = ");
-            sql.bind(Bind::Text(param.to_owned()));
-            sql.push(" AND t.code IN (");
-            for (i, code) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.bind(Bind::Text((*code).to_owned()));
-            }
-            sql.push(") AND r.system_id = ");
-            sql.bind(Bind::Int(system_id));
-            sql.push(" AND r.resource_type = ");
-            sql.bind(Bind::Text(rtype.as_str().to_owned()));
-            sql.push(" AND r.deleted = FALSE");
+            let sql = sql::token_codes(system_id, rtype, param, chunk);
             use diesel::RunQueryDsl;
             rows.extend(
                 store_search::prepared(conn, &sql)

@@ -715,66 +715,51 @@ fn run_transaction(
             (!found.is_empty()).then_some((e.index, found))
         })
         .collect();
-    let mut tested: Vec<(ResourceType, String)> = Vec::new();
+    // Every condition tested, and whether it is looked up ahead (a conditional delete finds its
+    // matches itself: it may take many).
+    let mut tested: Vec<(ResourceType, String, bool)> = Vec::new();
     for entry in &order {
         let rtype = entry.target.resource_type();
         match (entry.method, &entry.target, &entry.if_none_exist) {
-            (Method::Post, _, Some(condition)) => tested.push((rtype, condition.clone())),
-            (
-                Method::Put | Method::Delete | Method::Patch,
-                Target::Conditional(_, condition),
-                _,
-            ) => tested.push((rtype, condition.clone())),
+            (Method::Post, _, Some(condition))
+            | (Method::Put | Method::Patch, Target::Conditional(_, condition), _) => {
+                tested.push((rtype, condition.clone(), true));
+            }
+            (Method::Delete, Target::Conditional(_, condition), _) => {
+                tested.push((rtype, condition.clone(), false));
+            }
             _ => {}
         }
     }
-    let referenced: Vec<(ResourceType, String)> = references
-        .values()
-        .flatten()
-        .filter_map(|reference| match parse_url(reference, engine.base) {
-            Ok(Target::Conditional(rtype, condition)) => Some((rtype, condition)),
+    tested.extend(references.values().flatten().filter_map(|reference| {
+        match parse_url(reference, engine.base) {
+            Ok(Target::Conditional(rtype, condition)) => Some((rtype, condition, true)),
             _ => None,
-        })
-        .collect();
-    tested.extend(referenced.iter().cloned());
-    conditional::lock_all(conn, engine.system_id, &tested).map_err(|e| {
+        }
+    }));
+    let whole = |error: ApiError| {
         TxError::Entry(EntryError {
             index: 0,
             full_url: None,
-            error: e,
+            error,
         })
-    })?;
+    };
+    let locks: Vec<(ResourceType, String)> =
+        tested.iter().map(|(t, c, _)| (*t, c.clone())).collect();
+    conditional::lock_all(conn, engine.system_id, &locks).map_err(whole)?;
     let mut looked_up: HashMap<(ResourceType, String), Vec<conditional::Match>> = HashMap::new();
     for rtype in ResourceType::ALL {
-        let conditions: Vec<&str> = order
+        let conditions: Vec<&str> = tested
             .iter()
-            .filter(|e| e.target.resource_type() == rtype)
-            .filter_map(|e| match (e.method, &e.target) {
-                (Method::Post, _) => e.if_none_exist.as_deref(),
-                (Method::Put | Method::Patch, Target::Conditional(_, condition)) => {
-                    Some(condition.as_str())
-                }
-                _ => None,
-            })
-            .chain(
-                referenced
-                    .iter()
-                    .filter(|(t, _)| *t == rtype)
-                    .map(|(_, c)| c.as_str()),
-            )
+            .filter(|(t, _, ahead)| *t == rtype && *ahead)
+            .map(|(_, c, _)| c.as_str())
             .collect();
         if conditions.is_empty() {
             continue;
         }
         let found =
             conditional::find_many(conn, engine.search, engine.system_id, rtype, &conditions)
-                .map_err(|e| {
-                    TxError::Entry(EntryError {
-                        index: 0,
-                        full_url: None,
-                        error: e,
-                    })
-                })?;
+                .map_err(whole)?;
         looked_up.extend(found.into_iter().map(|(c, m)| ((rtype, c), m)));
     }
     let mut plans: HashMap<usize, Plan> = HashMap::new();

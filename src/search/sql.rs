@@ -839,6 +839,33 @@ pub fn type_size(system_id: i64, rtype: ResourceType) -> Sql {
     sql
 }
 
+/// The live resources of a type whose token `param` holds any of `codes`, with the token's system
+/// and code (the caller compares the systems): conditions of the form `param=system|code`, many
+/// at once. `code IN (...)` is answered from `search_token_lookup` (system_id, param, code, system).
+pub fn token_codes(system_id: i64, rtype: ResourceType, param: &str, codes: &[&str]) -> Sql {
+    let mut sql = Sql::default();
+    sql.push(
+        "SELECT r.pk, r.id, t.param, t.system, t.code FROM search_token t \
+         JOIN resources r ON r.pk = t.resource_pk WHERE t.system_id = ",
+    );
+    sql.int(system_id);
+    sql.push(" AND t.param = ");
+    sql.text(param);
+    sql.push(" AND t.code IN (");
+    for (i, code) in codes.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.text(code);
+    }
+    sql.push(") AND r.system_id = ");
+    sql.int(system_id);
+    sql.push(" AND r.resource_type = ");
+    sql.text(rtype.as_str());
+    sql.push(" AND r.deleted = FALSE");
+    sql
+}
+
 fn list_ints(sql: &mut Sql, values: &[i64]) {
     for (i, v) in values.iter().enumerate() {
         if i > 0 {

@@ -429,3 +429,22 @@ pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn items_go_in_power_of_two_chunks() {
+        let items: Vec<u32> = (0..23).collect();
+        let sizes: Vec<usize> = super::power_of_two_chunks(&items, 16)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(sizes, [16, 4, 2, 1]);
+        let sizes: Vec<usize> = super::power_of_two_chunks(&items, 8)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(sizes, [8, 8, 4, 2, 1]);
+        assert!(super::power_of_two_chunks::<u32>(&[], 8).is_empty());
+    }
+}

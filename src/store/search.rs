@@ -292,20 +292,4 @@ mod tests {
         assert!(admitted(first), "an admitted text stays admitted");
         assert!(ADMITTED.lock().unwrap().len() <= CACHED_TEXTS);
     }
-
-    #[test]
-    fn items_go_in_power_of_two_chunks() {
-        let items: Vec<u32> = (0..23).collect();
-        let sizes: Vec<usize> = crate::store::power_of_two_chunks(&items, 16)
-            .iter()
-            .map(|c| c.len())
-            .collect();
-        assert_eq!(sizes, [16, 4, 2, 1]);
-        let sizes: Vec<usize> = crate::store::power_of_two_chunks(&items, 8)
-            .iter()
-            .map(|c| c.len())
-            .collect();
-        assert_eq!(sizes, [8, 8, 4, 2, 1]);
-        assert!(crate::store::power_of_two_chunks::<u32>(&[], 8).is_empty());
-    }
 }
