@@ -26,6 +26,16 @@ fn encounter(subject: &str) -> Value {
     json!({"resourceType": "Encounter", "status": "finished", "class": {"system": CLASS, "code": "AMB"}, "subject": {"reference": subject}})
 }
 
+/// Each entry's `response.status`, in order.
+fn statuses(response: &Value) -> Vec<&str> {
+    response["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect()
+}
+
 /// Every resource id of a type in the system.
 async fn ids(app: &TestApp, rtype: &str) -> Vec<String> {
     let found = app
@@ -248,12 +258,7 @@ async fn many_conditions_in_one_transaction_resolve_each_on_its_own(app: TestApp
         String::from_utf8_lossy(&reply.body)
     );
     let body = reply.json();
-    let statuses: Vec<&str> = body["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["response"]["status"].as_str().unwrap())
-        .collect();
+    let statuses = statuses(&body);
     assert_eq!(
         statuses,
         [
@@ -417,12 +422,7 @@ async fn batch_entries_succeed_or_fail_on_their_own(app: TestApp) {
     assert_eq!(reply.status, 200);
     let response = reply.json();
     assert_eq!(response["type"], "batch-response");
-    let statuses: Vec<&str> = response["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["response"]["status"].as_str().unwrap())
-        .collect();
+    let statuses = statuses(&response);
     assert_eq!(
         statuses,
         [
